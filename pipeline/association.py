@@ -1,0 +1,310 @@
+"""Cross-camera association: tracklet embeddings -> global identities.
+
+Online (``OnlineAssociator.assign``, callable as tracklets mature): a tracklet that continues a local
+track keeps that track's identity; the others are matched by the Hungarian algorithm to identities on
+the cosine distance to each identity's bounded gallery, under hard constraints (an identity is never
+in one camera twice at overlapping times; with a camera topology, transitions outside the allowed
+travel-time windows are forbidden). A match needs a distance under the threshold, otherwise the
+tracklet opens a new identity.
+
+Offline (``refine_identities``): a final agglomerative pass (average linkage) over all local tracks,
+under the same constraints; its clusters are renumbered to keep the online ids where they agree.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from pipeline.config import AssociationConfig, TransitionWindow
+
+INFEASIBLE = 1e6
+
+
+@dataclass
+class Observation:
+    """What the associator knows of one finished tracklet."""
+
+    uid: int
+    camera_id: str
+    track_id: int
+    start_time: float
+    end_time: float
+    embedding: np.ndarray | None  # L2-normalised; None when the tracklet had no usable crop
+
+
+@dataclass
+class Assignment:
+    uid: int
+    global_id: int
+    distance: float  # to the identity's gallery at assignment; nan for new or inherited identities
+    how: str  # matched | new | continued
+
+
+@dataclass
+class Identity:
+    global_id: int
+    gallery: deque = field(default_factory=deque)
+    spans: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # camera -> merged time spans
+
+    def add(self, observation: Observation) -> None:
+        if observation.embedding is not None:
+            self.gallery.append(observation.embedding)
+        add_span(self.spans.setdefault(observation.camera_id, []), observation.start_time, observation.end_time)
+
+
+def add_span(spans: list[tuple[float, float]], start: float, end: float) -> None:
+    """Insert [start, end] into a sorted list of disjoint spans, merging the ones it touches."""
+    merged_start, merged_end, kept = start, end, []
+    for span in spans:
+        if span[1] < start or span[0] > end:
+            kept.append(span)
+        else:
+            merged_start, merged_end = min(merged_start, span[0]), max(merged_end, span[1])
+    kept.append((merged_start, merged_end))
+    spans[:] = sorted(kept)
+
+
+def overlaps(spans: Sequence[tuple[float, float]], start: float, end: float) -> bool:
+    return any(s <= end and start <= e for s, e in spans)
+
+
+def transition_allowed(spans: dict[str, list[tuple[float, float]]], camera: str, start: float, end: float,
+                       windows: Sequence[TransitionWindow]) -> bool:
+    """With a topology, every hop between this tracklet and the identity's nearest appearance in each other
+    camera must fall in a configured window (gap = entry time - exit time, negative when overlapping)."""
+    if not windows:
+        return True
+    for other, other_spans in spans.items():
+        if other == camera:
+            continue
+        for span_start, span_end in other_spans:
+            src, dst, gap = (other, camera, start - span_end) if span_start <= start else (camera, other, span_start - end)
+            if not any(w.src == src and w.dst == dst and w.min_s <= gap <= w.max_s for w in windows):
+                return False
+    return True
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.clip(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12, None)
+
+
+class EmbeddingCentre:
+    """Running mean of all embeddings: generic (ImageNet) features share a large common component that
+    makes every pair of people look alike under the cosine; subtracting the mean spreads them apart."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.total: np.ndarray | None = None
+        self.count = 0
+
+    def observe(self, embeddings: np.ndarray) -> None:
+        if len(embeddings):
+            self.total = embeddings.sum(0) if self.total is None else self.total + embeddings.sum(0)
+            self.count += len(embeddings)
+
+    def apply(self, embeddings: np.ndarray) -> np.ndarray:
+        if not self.enabled or self.count < 2:
+            return embeddings
+        return normalise(embeddings - self.total / self.count)
+
+
+class OnlineAssociator:
+    def __init__(self, config: AssociationConfig):
+        self.config = config
+        self.identities: dict[int, Identity] = {}
+        self.by_track: dict[tuple[str, int], int] = {}  # (camera, local track id) -> global id
+        self.centre = EmbeddingCentre(config.center)
+        self._next_id = 1
+
+    def assign(self, observations: Sequence[Observation]) -> list[Assignment]:
+        """Assign a batch of finished tracklets; identities are updated before the next batch."""
+        self.centre.observe(np.asarray([o.embedding for o in observations if o.embedding is not None]))
+        assignments = [self._continue(o) for o in observations if (o.camera_id, o.track_id) in self.by_track]
+        pending = sorted((o for o in observations if (o.camera_id, o.track_id) not in self.by_track),
+                         key=lambda o: o.start_time)
+        while pending:
+            matched = self._match(pending)
+            assignments.extend(matched)
+            done = {a.uid for a in matched}
+            pending = [o for o in pending if o.uid not in done]
+            if pending:  # open one identity, then let the rest of the batch match against it too
+                assignments.append(self._open(pending.pop(0)))
+        return assignments
+
+    def distance_matrix(self, observations: Sequence[Observation], identities: Sequence[Identity]) -> np.ndarray:
+        """Cosine distance of each observation to each identity's gallery, INFEASIBLE where forbidden."""
+        costs = np.full((len(observations), len(identities)), INFEASIBLE)
+        if not identities or not observations:
+            return costs
+        queries = self.centre.apply(np.asarray([o.embedding for o in observations]))
+        for column, identity in enumerate(identities):
+            if not identity.gallery:
+                continue
+            similarity = queries @ self.centre.apply(np.asarray(identity.gallery)).T
+            distance = 1.0 - (similarity.max(1) if self.config.gallery_metric == "min" else similarity.mean(1))
+            for row, observation in enumerate(observations):
+                if self._feasible(identity, observation):
+                    costs[row, column] = distance[row]
+        return costs
+
+    def _feasible(self, identity: Identity, observation: Observation) -> bool:
+        spans = identity.spans
+        if overlaps(spans.get(observation.camera_id, []), observation.start_time, observation.end_time):
+            return False
+        return transition_allowed(spans, observation.camera_id, observation.start_time, observation.end_time,
+                                  self.config.transitions)
+
+    def _match(self, pending: list[Observation]) -> list[Assignment]:
+        candidates = [o for o in pending if o.embedding is not None]
+        identities = list(self.identities.values())
+        costs = self.distance_matrix(candidates, identities)
+        if costs.size == 0:
+            return []
+        rows, cols = linear_sum_assignment(costs)
+        matched = []
+        for row, col in zip(rows, cols):
+            if costs[row, col] < self.config.threshold:
+                matched.append(self._join(candidates[row], identities[col], float(costs[row, col])))
+        return matched
+
+    def _join(self, observation: Observation, identity: Identity, distance: float) -> Assignment:
+        self._record(observation, identity)
+        return Assignment(observation.uid, identity.global_id, distance, "matched")
+
+    def _continue(self, observation: Observation) -> Assignment:
+        identity = self.identities[self.by_track[(observation.camera_id, observation.track_id)]]
+        self._record(observation, identity)
+        return Assignment(observation.uid, identity.global_id, float("nan"), "continued")
+
+    def _open(self, observation: Observation) -> Assignment:
+        identity = self.identities[self._next_id] = Identity(self._next_id, deque(maxlen=self.config.gallery_size))
+        self._next_id += 1
+        self._record(observation, identity)
+        return Assignment(observation.uid, identity.global_id, float("nan"), "new")
+
+    def _record(self, observation: Observation, identity: Identity) -> None:
+        identity.add(observation)
+        self.by_track[(observation.camera_id, observation.track_id)] = identity.global_id
+
+
+@dataclass
+class _Cluster:
+    members: list[int]  # indices of local tracks
+    spans: dict[str, list[tuple[float, float]]]
+
+
+def refine_identities(observations: Sequence[Observation], online: dict[int, int], config: AssociationConfig
+                      ) -> dict[int, int]:
+    """Offline pass: cluster local tracks (average linkage, constrained) and return uid -> global id.
+
+    ``online`` (uid -> online global id) decides the numbering: each cluster takes the online id most of
+    its tracklets had, so ids change only where the global pass disagrees with the online one.
+    """
+    threshold = config.refine_threshold if config.refine_threshold >= 0 else config.threshold
+    tracks, members = _group_by_track(observations)
+    embeddings = _track_embeddings(tracks, members, observations, config.center)
+    clusters = [_Cluster([i], _track_spans(members[i], observations)) for i in range(len(tracks))]
+    _agglomerate(clusters, embeddings, threshold, config.transitions)
+    return _renumber(clusters, members, observations, online)
+
+
+def _group_by_track(observations: Sequence[Observation]) -> tuple[list[tuple[str, int]], list[list[int]]]:
+    index: dict[tuple[str, int], int] = {}
+    members: list[list[int]] = []
+    for position, observation in enumerate(observations):
+        key = (observation.camera_id, observation.track_id)
+        if key not in index:
+            index[key] = len(members)
+            members.append([])
+        members[index[key]].append(position)
+    return list(index), members
+
+
+def _track_embeddings(tracks, members, observations, center: bool) -> np.ndarray | None:
+    present = [o.embedding for o in observations if o.embedding is not None]
+    if not present:
+        return None
+    centre = EmbeddingCentre(center)
+    centre.observe(np.asarray(present))
+    dim = len(present[0])
+    means = np.zeros((len(tracks), dim))
+    for i, positions in enumerate(members):
+        vectors = [observations[p].embedding for p in positions if observations[p].embedding is not None]
+        if vectors:
+            means[i] = normalise(centre.apply(np.asarray(vectors)).mean(0))
+    return means
+
+
+def _track_spans(positions: list[int], observations: Sequence[Observation]) -> dict[str, list[tuple[float, float]]]:
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for p in positions:
+        add_span(spans.setdefault(observations[p].camera_id, []), observations[p].start_time, observations[p].end_time)
+    return spans
+
+
+def _compatible(a: _Cluster, b: _Cluster, windows: Sequence[TransitionWindow]) -> bool:
+    for camera, spans in b.spans.items():
+        for start, end in spans:
+            if overlaps(a.spans.get(camera, []), start, end):
+                return False
+            if not transition_allowed(a.spans, camera, start, end, windows):
+                return False
+    return True
+
+
+def _agglomerate(clusters: list[_Cluster], embeddings: np.ndarray | None, threshold: float,
+                 windows: Sequence[TransitionWindow]) -> None:
+    """Merge the closest compatible pair until none is under ``threshold`` (average linkage, in place).
+
+    A forbidden pair is set to inf, and inf survives the weighted average, which is right because the
+    constraints only tighten as clusters grow."""
+    if embeddings is None or len(clusters) < 2:
+        return
+    has_embedding = np.linalg.norm(embeddings, axis=1) > 0
+    distance = 1.0 - embeddings @ embeddings.T
+    distance[~has_embedding, :] = np.inf
+    distance[:, ~has_embedding] = np.inf
+    np.fill_diagonal(distance, np.inf)
+    sizes = np.ones(len(clusters))
+    while True:
+        flat = int(np.argmin(distance))
+        i, j = divmod(flat, len(clusters))
+        if not np.isfinite(distance[i, j]) or distance[i, j] >= threshold:
+            return
+        if not _compatible(clusters[i], clusters[j], windows):
+            distance[i, j] = distance[j, i] = np.inf
+            continue
+        merged = (distance[i] * sizes[i] + distance[j] * sizes[j]) / (sizes[i] + sizes[j])
+        distance[i], distance[:, i] = merged, merged
+        distance[j, :], distance[:, j] = np.inf, np.inf
+        distance[i, i] = np.inf
+        sizes[i] += sizes[j]
+        clusters[i].members += clusters[j].members
+        for camera, spans in clusters[j].spans.items():
+            for start, end in spans:
+                add_span(clusters[i].spans.setdefault(camera, []), start, end)
+        clusters[j].members = []
+
+
+def _renumber(clusters: list[_Cluster], members: list[list[int]], observations: Sequence[Observation],
+              online: dict[int, int]) -> dict[int, int]:
+    result: dict[int, int] = {}
+    used: set[int] = set()
+    next_id = max(online.values(), default=0) + 1
+    for cluster in sorted((c for c in clusters if c.members), key=lambda c: -sum(len(members[m]) for m in c.members)):
+        uids = [observations[p].uid for m in cluster.members for p in members[m]]
+        votes: dict[int, int] = {}
+        for uid in uids:
+            if uid in online:
+                votes[online[uid]] = votes.get(online[uid], 0) + 1
+        choices = [g for g, _ in sorted(votes.items(), key=lambda kv: -kv[1]) if g not in used]
+        global_id = choices[0] if choices else next_id
+        next_id += 0 if choices else 1
+        used.add(global_id)
+        result.update({uid: global_id for uid in uids})
+    return result

@@ -1,0 +1,105 @@
+"""Command line of run_pipeline.py: flags are named like the config keys (``--detector.conf 0.4``).
+
+Exit codes: 0 all sources processed; 2 some source failed (the others' outputs are complete and valid);
+1 nothing could run (bad config, detector weights missing, every source failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import typing
+from typing import Any, Sequence
+
+from configs import ConfigError
+from pipeline.config import config_fields, load_pipeline_config
+
+# short flags for the keys used most; each maps onto one config key
+SHORTCUTS = {
+    "--detector": ("detector.name", str, "yolox | ultralytics | mot"),
+    "--reid": ("reid.weights", str, "STA checkpoint (.pt) or .onnx; default: ImageNet-initialised STA MobileNetV2"),
+    "--tracker": ("tracker.name", str, "per-camera tracker name (default: trackers.DEFAULT_TRACKER)"),
+    "--out": ("output.out", str, "output folder"),
+}
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return lowered in ("1", "true", "yes", "on")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_pipeline.py", allow_abbrev=False,
+        description="Multi-camera person tracking: one global id per person across cameras.",
+        epilog="Every config key is also a flag: --section.key VALUE (e.g. --detector.conf 0.4, "
+               "--association.threshold 0.3). Exit code 2 = some source failed, 1 = nothing ran.",
+    )
+    parser.add_argument("--sources", nargs="+", required=True, metavar="SRC",
+                        help="video files, image folders or webcam indices, one per camera")
+    parser.add_argument("--config", default=None, help="YAML config (e.g. configs/pipeline.yaml)")
+    parser.add_argument("--camera-ids", nargs="+", dest="camera_ids", default=None, help="one name per source")
+    parser.add_argument("--device", default=None, help="auto | cpu | cuda:N")
+    parser.add_argument("--save-video", dest="output.save_video", action="store_const", const=True, default=None,
+                        help="write an annotated video per camera")
+    parser.add_argument("--mode", choices=["online", "offline"], default=None,
+                        help="offline adds a final global association pass (association.refine)")
+    for flag, (key, kind, text) in SHORTCUTS.items():
+        parser.add_argument(flag, dest=key, type=kind, default=None, help=f"{text} (= --{key})")
+    for key, hint in config_fields().items():
+        _add_key_flag(parser, key, hint)
+    return parser
+
+
+def _add_key_flag(parser: argparse.ArgumentParser, key: str, hint: Any) -> None:
+    if f"--{key}" in parser._option_string_actions or key in ("camera_ids", "device"):
+        return
+    origin = typing.get_origin(hint)
+    if hint in (int, float, str):
+        parser.add_argument(f"--{key}", dest=key, type=hint, default=None, help=argparse.SUPPRESS)
+    elif hint is bool:
+        parser.add_argument(f"--{key}", dest=key, type=parse_bool, default=None, help=argparse.SUPPRESS)
+    elif origin is list and typing.get_args(hint) == (str,):
+        parser.add_argument(f"--{key}", dest=key, nargs="+", default=None, help=argparse.SUPPRESS)
+    elif origin is dict:
+        parser.add_argument(f"--{key}", dest=key, type=json.loads, default=None, help=argparse.SUPPRESS)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    values = {k: v for k, v in vars(args).items() if k not in ("sources", "config", "mode") and v is not None}
+    if args.mode is not None:
+        values["association.refine"] = args.mode == "offline"
+    return values
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from pipeline.detectors import DetectorError
+    from pipeline.runner import MultiCameraPipeline
+
+    try:
+        config = load_pipeline_config(args.config, overrides_from_args(args))
+        summary = MultiCameraPipeline(config).run(args.sources)
+    except (ConfigError, DetectorError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return report(summary, config.output.out)
+
+
+def report(summary: dict[str, Any], out_dir: str) -> int:
+    for source in summary["sources"]:
+        if source["status"] != "ok":
+            print(f"error: camera {source['camera']} ({source['source']}): {source['error']}", file=sys.stderr)
+        for warning in source["warnings"]:
+            print(f"warning: camera {source['camera']}: {warning}", file=sys.stderr)
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in summary["stage_ms_per_frame"].items())
+    print(f"{summary['frames']} frames, {summary['tracks']} tracks, {summary['identities']} identities; "
+          f"mode: {summary['mode']}; {summary['throughput_fps']} frames/s; ms/frame: {stages}")
+    print(f"outputs in {out_dir}")
+    failed = len(summary["failed_sources"])
+    if failed == len(summary["sources"]):
+        return 1
+    return 2 if failed else 0

@@ -1,0 +1,153 @@
+"""Typed configuration of the multi-camera pipeline (loaded from configs/pipeline.yaml and friends).
+
+Sections mirror the stages of the data flow; every YAML key and every ``--section.key`` CLI flag maps
+onto one field here, and unknown keys are errors (see configs.build_dataclass).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from configs import ConfigError, build_dataclass, read_yaml
+
+
+@dataclass
+class DetectorConfig:
+    name: str = "yolox"  # yolox (ONNX via onnxruntime) | ultralytics | mot (precomputed det/gt files)
+    model: str = ""  # weights path; empty = the default of the adapter (YOLOX-Nano from the data root)
+    conf: float = 0.3  # minimum person score kept
+    iou: float = 0.5  # NMS IoU threshold
+    imgsz: int = 640  # ultralytics inference size (YOLOX uses the ONNX input size)
+    # mot detector: one file per source (same order), or one pattern with "{camera}" in it
+    det_files: list[str] = field(default_factory=list)
+    min_height: float = 0.0  # drop boxes shorter than this many pixels
+
+
+@dataclass
+class TrackerConfig:
+    name: str = ""  # empty = trackers.DEFAULT_TRACKER
+    overrides: dict[str, Any] = field(default_factory=dict)  # keyword arguments for create_tracker
+
+
+@dataclass
+class ReidConfig:
+    weights: str = ""  # empty = the Embedder's default (ImageNet-initialised STA MobileNetV2)
+    batch_size: int = 16  # tracklets embedded per forward pass
+
+
+@dataclass
+class TrackletConfig:
+    crops_per_tracklet: int = 8  # M: crops kept per tracklet (quality-sampled, spread in time)
+    max_length: int = 150  # frames; a longer track is cut into consecutive tracklets
+    lost_timeout: int = 30  # frames without an update before a track's tracklet is finalised
+    min_length: int = 3  # tracklets with fewer boxes are written under their track's identity but not matched
+    min_crop_height: int = 24  # pixels; smaller boxes are not used as ReID crops
+
+
+@dataclass
+class TransitionWindow:
+    """Allowed travel time (seconds) from leaving camera ``src`` to entering camera ``dst``."""
+
+    src: str
+    dst: str
+    min_s: float = 0.0
+    max_s: float = 1e9
+
+
+@dataclass
+class AssociationConfig:
+    threshold: float = 0.3  # max cosine distance for a tracklet to join an identity
+    gallery_size: int = 16  # embeddings kept per identity
+    gallery_metric: str = "min"  # min | mean: distance of a tracklet to an identity's gallery
+    center: bool = True  # subtract the running mean embedding (generic features share a large common part)
+    refine: bool = True  # offline runs: final global clustering pass over all tracklets
+    refine_threshold: float = -1.0  # distance threshold of that pass; < 0 = same as threshold
+    # camera topology: when non-empty, a transition between two cameras not listed here is forbidden
+    transitions: list[TransitionWindow] = field(default_factory=list)
+
+
+@dataclass
+class OutputConfig:
+    out: str = "runs/pipeline"
+    save_video: bool = False
+    video_fourcc: str = "mp4v"
+
+
+@dataclass
+class PipelineConfig:
+    device: str = "auto"  # auto | cpu | cuda:N (ReID and Ultralytics)
+    camera_ids: list[str] = field(default_factory=list)  # default: source file stems
+    max_frames: int = 0  # per source; 0 = all
+    image_fps: float = 25.0  # frame rate assumed for image folders without a seqinfo.ini
+    progress: bool = True
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    reid: ReidConfig = field(default_factory=ReidConfig)
+    tracklets: TrackletConfig = field(default_factory=TrackletConfig)
+    association: AssociationConfig = field(default_factory=AssociationConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def load_pipeline_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
+    """Defaults, then the YAML at ``path``, then ``overrides`` with dotted keys (``detector.conf``)."""
+    values: dict[str, Any] = read_yaml(path) if path is not None else {}
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(values, dotted, value)
+    config = build_dataclass(PipelineConfig, values, source=str(path) if path else "config")
+    _check(config)
+    return config
+
+
+def config_fields(cls: type = PipelineConfig, prefix: str = "") -> dict[str, Any]:
+    """Every leaf key as ``{"section.key": type hint}``: the CLI builds its flags from this."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    leaves: dict[str, Any] = {}
+    for item in dataclasses.fields(cls):
+        hint = hints[item.name]
+        if dataclasses.is_dataclass(hint):
+            leaves.update(config_fields(hint, f"{prefix}{item.name}."))
+        else:
+            leaves[f"{prefix}{item.name}"] = hint
+    return leaves
+
+
+def config_to_dict(config: PipelineConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def _set_dotted(values: dict[str, Any], dotted: str, value: Any) -> None:
+    *sections, key = dotted.split(".")
+    node = values
+    for section in sections:
+        child = node.get(section)
+        node[section] = copy.deepcopy(child) if isinstance(child, dict) else {}
+        node = node[section]
+    node[key] = value
+
+
+def _check(config: PipelineConfig) -> None:
+    checks = [
+        (config.detector.name in ("yolox", "ultralytics", "mot"), "detector.name must be yolox, ultralytics or mot"),
+        (0.0 <= config.detector.conf <= 1.0, "detector.conf must be in [0, 1]"),
+        (config.tracklets.crops_per_tracklet >= 1, "tracklets.crops_per_tracklet must be >= 1"),
+        (config.tracklets.max_length >= 2, "tracklets.max_length must be >= 2"),
+        (config.tracklets.lost_timeout >= 1, "tracklets.lost_timeout must be >= 1"),
+        (config.association.gallery_metric in ("min", "mean"), "association.gallery_metric must be min or mean"),
+        (config.association.gallery_size >= 1, "association.gallery_size must be >= 1"),
+        (0.0 < config.association.threshold <= 2.0, "association.threshold must be in (0, 2]"),
+        (config.image_fps > 0, "image_fps must be > 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    config.association.transitions = [
+        t if isinstance(t, TransitionWindow) else build_dataclass(TransitionWindow, t, "association.transitions")
+        for t in config.association.transitions
+    ]

@@ -1,0 +1,302 @@
+"""MultiCameraPipeline: sources -> detector -> per-camera trackers -> tracklets -> STA -> global ids -> sinks.
+
+    pipeline = MultiCameraPipeline(config)                 # components built by name from the config
+    pipeline = MultiCameraPipeline(config, detector=d, embedder=e, tracker_factory=f)   # or passed in
+    summary = pipeline.run(["cam1.mp4", "cam2.mp4"])       # specs or Source objects
+
+Frames are taken in timestamp order across cameras (cameras may run at different frame rates); all
+cameras whose next frame falls in the same time slot go to the detector as one batch. A source that
+fails is recorded and dropped while the others go on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.association import Assignment, Observation, OnlineAssociator, refine_identities
+from pipeline.config import PipelineConfig, config_to_dict
+from pipeline.detectors import Detector, create_detector
+from pipeline.render import render_video
+from pipeline.sinks import OutputWriter
+from pipeline.sources import Frame, Source, SourceError, default_camera_id, open_source
+from pipeline.tracklets import Tracklet, TrackletBuffer
+
+STAGES = ("decode", "detect", "track", "buffer", "embed", "associate", "write")
+
+
+@dataclass
+class SourceState:
+    spec: str
+    camera_id: str
+    source: Source | None = None
+    frames: Iterator[Frame] | None = None
+    pending: Frame | None = None
+    tracker: Any = None
+    status: str = "ok"  # ok | failed
+    error: str = ""
+    frames_read: int = 0
+    detections: int = 0
+    track_ids: set[int] = field(default_factory=set)
+
+    def report(self) -> dict[str, Any]:
+        warnings = self.source.warnings if self.source is not None else []
+        return {
+            "camera": self.camera_id, "source": self.spec, "status": self.status, "error": self.error,
+            "frames": self.frames_read, "fps": getattr(self.source, "fps", None), "detections": self.detections,
+            "tracks": len(self.track_ids), "warnings": list(warnings),
+        }
+
+
+class StageTimer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def time(self, stage: str, function: Callable, *args: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return function(*args)
+        finally:
+            self.seconds[stage] += time.perf_counter() - start
+
+
+def default_tracker_factory(name: str, overrides: dict[str, Any]) -> Callable[[float], Any]:
+    import trackers
+
+    chosen = name or trackers.DEFAULT_TRACKER
+    if chosen not in trackers.available_trackers():
+        raise ValueError(f"unknown tracker {chosen!r}; valid: {', '.join(trackers.available_trackers())}")
+    return lambda fps: trackers.create_tracker(chosen, frame_rate=fps, **overrides)
+
+
+def default_embedder(config: PipelineConfig):
+    from reid import Embedder
+
+    return Embedder(weights=config.reid.weights or None, device=config.device, batch_size=config.reid.batch_size)
+
+
+class MultiCameraPipeline:
+    def __init__(self, config: PipelineConfig, detector: Detector | None = None, embedder: Any = None,
+                 tracker_factory: Callable[[float], Any] | None = None):
+        self.config = config
+        self.detector = detector
+        self.embedder = embedder
+        self.tracker_factory = tracker_factory
+
+    # ---- setup -------------------------------------------------------------------------------------
+    def _camera_ids(self, sources: Sequence[str | Source]) -> list[str]:
+        ids = list(self.config.camera_ids)
+        if ids and len(ids) != len(sources):
+            raise ValueError(f"camera_ids: {len(ids)} names for {len(sources)} sources")
+        ids = ids or [s.camera_id if not isinstance(s, str) else default_camera_id(s) for s in sources]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"camera ids must be unique, got {ids}; pass --camera-ids")
+        return ids
+
+    def _open(self, spec: str | Source, camera_id: str) -> SourceState:
+        state = SourceState(spec if isinstance(spec, str) else repr(spec), camera_id)
+        try:
+            state.source = spec if not isinstance(spec, str) else open_source(
+                spec, camera_id, self.config.max_frames, self.config.image_fps)
+            state.source.camera_id = camera_id
+            state.frames = iter(state.source)
+            state.tracker = self.tracker_factory(state.source.fps)
+        except SourceError as err:
+            state.status, state.error = "failed", str(err)
+        return state
+
+    def _build_components(self, camera_ids: list[str]) -> None:
+        if self.detector is None:
+            self.detector = create_detector(self.config.detector, camera_ids, self.config.device)
+        if self.tracker_factory is None:
+            self.tracker_factory = default_tracker_factory(self.config.tracker.name, self.config.tracker.overrides)
+        if self.embedder is None:
+            self.embedder = default_embedder(self.config)
+
+    # ---- run ---------------------------------------------------------------------------------------
+    def run(self, sources: Sequence[str | Source]) -> dict[str, Any]:
+        if not sources:
+            raise ValueError("no sources given")
+        camera_ids = self._camera_ids(sources)
+        self._build_components(camera_ids)
+        out_dir = Path(self.config.output.out)
+        self.writer = OutputWriter(out_dir, camera_ids)
+        self.buffer = TrackletBuffer(self.config.tracklets)
+        self.associator = OnlineAssociator(self.config.association)
+        self.timer = StageTimer()
+        self.waiting: list[Tracklet] = []
+        self.observations: list[Observation] = []  # kept for the offline pass only
+        self.online_ids: dict[int, int] = {}
+        self.counts = defaultdict(int)
+        states = [self._open(spec, camera) for spec, camera in zip(sources, camera_ids)]
+        for state in states:
+            if state.status == "failed":
+                self.writer.event("source_error", camera=state.camera_id, error=state.error, frame=None)
+        started = time.perf_counter()
+        self._loop(states)
+        self._drain(self.buffer.flush())
+        final_ids, mode = self._finish()
+        wall = time.perf_counter() - started
+        self._render(states, sources)
+        summary = self._summary(states, final_ids, mode, wall)
+        self.writer.write_summary(summary)
+        self.writer.close()
+        return summary
+
+    def _loop(self, states: list[SourceState]) -> None:
+        total = sum(self._expected_frames(s) for s in states if s.status == "ok")
+        slot = 0.5 / max((s.source.fps for s in states if s.status == "ok"), default=25.0)
+        with tqdm(total=total or None, desc="pipeline", unit="frame", disable=not self.config.progress) as bar:
+            while True:
+                for state in states:
+                    if state.pending is None and state.status == "ok" and state.frames is not None:
+                        if not self.timer.time("decode", self._next_frame, state):
+                            self._drain(self.buffer.flush(state.camera_id))
+                live = [s for s in states if s.pending is not None]
+                if not live:
+                    return
+                now = min(s.pending.timestamp for s in live)
+                batch = [s for s in live if s.pending.timestamp <= now + slot]
+                self._step(batch)
+                bar.update(len(batch))
+
+    def _expected_frames(self, state: SourceState) -> int:
+        known = getattr(state.source, "frame_count", 0) or len(getattr(state.source, "files", []))
+        return min(known, self.config.max_frames) if self.config.max_frames else known
+
+    def _next_frame(self, state: SourceState) -> bool:
+        """Read the camera's next frame; False when it has ended (normally or by an error)."""
+        try:
+            state.pending = next(state.frames)
+            state.frames_read += 1
+            return True
+        except StopIteration:
+            state.frames = None
+        except Exception as err:  # any decode failure ends this camera only
+            state.status, state.error, state.frames = "failed", f"{type(err).__name__}: {err}", None
+            self.writer.event("source_error", camera=state.camera_id, error=state.error, frame=state.frames_read)
+        return False
+
+    def _step(self, batch: list[SourceState]) -> None:
+        frames = [s.pending for s in batch]
+        detections = self.timer.time("detect", self.detector.detect, frames)
+        finished: list[Tracklet] = []
+        for state, frame, dets in zip(batch, frames, detections):
+            state.pending = None
+            state.detections += len(dets)
+            tracks = self.timer.time("track", state.tracker.update, np.asarray(dets, dtype=np.float64).reshape(-1, 5))
+            state.track_ids.update(int(t) for t in tracks[:, 4])
+            finished += self.timer.time("buffer", self.buffer.update, frame.camera_id, frame.index,
+                                        frame.timestamp, frame.image, tracks)
+        self.counts["steps"] += 1
+        self.counts["detections"] += sum(len(d) for d in detections)
+        self._queue(finished)
+
+    # ---- tracklets -> identities --------------------------------------------------------------------
+    def _queue(self, finished: list[Tracklet]) -> None:
+        self.waiting += finished
+        if len(self.waiting) >= self.config.reid.batch_size:
+            self._drain([])
+
+    def _drain(self, finished: list[Tracklet]) -> None:
+        """Embed and assign every waiting tracklet now."""
+        self.waiting += finished
+        if not self.waiting:
+            return
+        tracklets, self.waiting = self.waiting, []
+        observations = self.timer.time("embed", self._embed, tracklets)
+        assignments = self.timer.time("associate", self.associator.assign, observations)
+        self.timer.time("write", self._write, tracklets, assignments)
+
+    def _embed(self, tracklets: list[Tracklet]) -> list[Observation]:
+        usable = [t for t in tracklets if t.crops and len(t) >= self.config.tracklets.min_length]
+        vectors = self.embedder.embed([t.crops for t in usable]) if usable else np.zeros((0, 0))
+        by_uid = {t.uid: v for t, v in zip(usable, vectors)}
+        self.counts["crops_embedded"] += sum(min(len(t.crops), self._crops_per_embed()) for t in usable)
+        self.counts["tracklets"] += len(tracklets)
+        observations = [Observation(t.uid, t.camera_id, t.track_id, t.start_time, t.end_time, by_uid.get(t.uid))
+                        for t in tracklets]
+        if self.config.association.refine:
+            self.observations += observations
+        return observations
+
+    def _crops_per_embed(self) -> int:
+        """Crops the embedder actually runs per tracklet (its clip length in 'even' mode)."""
+        if getattr(self.embedder, "test_mode", "even") == "even":
+            return getattr(self.embedder, "seq_len", self.config.tracklets.crops_per_tracklet)
+        return self.config.tracklets.crops_per_tracklet
+
+    def _write(self, tracklets: list[Tracklet], assignments: list[Assignment]) -> None:
+        by_uid = {a.uid: a for a in assignments}
+        for tracklet in tracklets:
+            assignment = by_uid[tracklet.uid]
+            self.online_ids[tracklet.uid] = assignment.global_id
+            self.writer.tracklet_rows(tracklet.camera_id, tracklet.uid, assignment.global_id, tracklet.mot_rows)
+            self.writer.event(
+                "tracklet_finished", uid=tracklet.uid, camera=tracklet.camera_id, track_id=tracklet.track_id,
+                part=tracklet.part, first_frame=tracklet.first_frame + 1, last_frame=tracklet.last_frame + 1,
+                boxes=len(tracklet), crops=len(tracklet.crops), reason=tracklet.end_reason,
+            )
+            self.writer.event(
+                "identity_assigned", uid=tracklet.uid, camera=tracklet.camera_id, track_id=tracklet.track_id,
+                global_id=assignment.global_id, how=assignment.how,
+                distance=None if math.isnan(assignment.distance) else round(assignment.distance, 4),
+            )
+        self.writer.flush()
+
+    def _finish(self) -> tuple[dict[int, int], str]:
+        if not self.config.association.refine:
+            self.writer.finalise(self.online_ids)
+            return self.online_ids, "online"
+        final = self.timer.time("associate", refine_identities, self.observations, self.online_ids,
+                                self.config.association)
+        for uid, global_id in final.items():
+            if global_id != self.online_ids[uid]:
+                self.writer.event("identity_updated", uid=uid, old_global_id=self.online_ids[uid],
+                                  global_id=global_id)
+        self.counts["refine_changes"] = sum(final[u] != self.online_ids[u] for u in final)
+        self.writer.finalise(final)
+        return final, "offline (online assignment + global refinement pass)"
+
+    def _render(self, states: list[SourceState], sources: Sequence[str | Source]) -> None:
+        if not self.config.output.save_video:
+            return
+        for state, spec in zip(states, sources):
+            if state.source is None or state.source.live or not isinstance(spec, str):
+                state.source and state.source.warnings.append("save_video: only file sources are re-read to render")
+                continue
+            again = open_source(spec, state.camera_id, self.config.max_frames, self.config.image_fps)
+            out_dir = Path(self.config.output.out)
+            render_video(again, out_dir / f"{state.camera_id}.txt", out_dir / f"{state.camera_id}.mp4",
+                         self.config.output.video_fourcc)
+
+    def _summary(self, states: list[SourceState], final_ids: dict[int, int], mode: str, wall: float) -> dict:
+        frames = sum(s.frames_read for s in states)
+        per_frame = {stage: 1000.0 * self.timer.seconds.get(stage, 0.0) / max(frames, 1) for stage in STAGES}
+        for state in states:
+            state.source and state.source.close()
+        failed = [s.camera_id for s in states if s.status != "ok"]
+        return {
+            "mode": mode,
+            "frames": frames,
+            "tracks": sum(len(s.track_ids) for s in states),
+            "tracklets": self.counts["tracklets"],
+            "identities": len(set(final_ids.values())),
+            "detections": self.counts["detections"],
+            "crops_embedded": self.counts["crops_embedded"],
+            "refine_changes": self.counts.get("refine_changes", 0),
+            "stage_ms_per_frame": {k: round(v, 3) for k, v in per_frame.items()},
+            "wall_s": round(wall, 3),
+            "throughput_fps": round(frames / wall, 2) if wall > 0 else None,
+            "cameras": {camera: number for camera, number in self.writer.camera_numbers.items()},
+            "sources": [s.report() for s in states],
+            "failed_sources": failed,
+            "config": config_to_dict(self.config),
+        }
