@@ -117,3 +117,51 @@ def find_sequences(root: str | Path, required: str = "det/det.txt") -> list[Path
     if (root / required).is_file():
         return [root]
     return sorted(p for p in root.iterdir() if (p / required).is_file()) if root.is_dir() else []
+
+
+def read_mtmc_rows(path: str | Path) -> np.ndarray:
+    """Parse an AI City / DukeMTMC multi-camera file into an (N, 9) float64 array.
+
+    Columns: camera_id, id, frame, x, y, w, h[, xworld, yworld] (space or comma separated);
+    missing world coordinates are -1. Camera and frame must be integers (frame >= 1).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MOTFormatError(f"{path}: file not found")
+    rows: list[list[float]] = []
+    with path.open() as handle:
+        for line_no, line in enumerate(handle, start=1):
+            text = line.strip()
+            if text:
+                rows.append(_mtmc_row(text, f"{path}:{line_no}"))
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 9)
+
+
+def _mtmc_row(text: str, where: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise MOTFormatError(f"{where}: non-numeric value in {text!r}") from None
+    if len(values) < 7:
+        raise MOTFormatError(f"{where}: expected camera_id id frame x y w h [xworld yworld], got {text!r}")
+    if not np.all(np.isfinite(values[:7])):
+        raise MOTFormatError(f"{where}: non-finite value in {text!r}")
+    if values[0] < 0 or values[0] != int(values[0]):
+        raise MOTFormatError(f"{where}: camera_id must be an integer >= 0 in {text!r}")
+    if values[2] < 1 or values[2] != int(values[2]):
+        raise MOTFormatError(f"{where}: frame must be an integer >= 1 in {text!r}")
+    if values[5] < 0 or values[6] < 0:
+        raise MOTFormatError(f"{where}: box width/height must be >= 0 in {text!r}")
+    return (values + [-1.0, -1.0])[:9]
+
+
+def rows_by_frame(rows: np.ndarray, num_frames: int, frame_column: int = 0) -> list[np.ndarray]:
+    """Split rows into per-frame arrays by their 1-based frame column (index 0 = frame 1).
+
+    Rows with a frame beyond ``num_frames`` are dropped; callers that must reject them check first.
+    """
+    frames = rows[:, frame_column].astype(int) if len(rows) else np.zeros(0, dtype=int)
+    order = np.argsort(frames, kind="stable")
+    frames, rows = frames[order], rows[order]
+    bounds = np.searchsorted(frames, np.arange(1, num_frames + 2))
+    return [rows[bounds[i] : bounds[i + 1]] for i in range(num_frames)]
