@@ -35,6 +35,7 @@ class Observation:
     start_time: float
     end_time: float
     embedding: np.ndarray | None  # L2-normalised; None when the tracklet had no usable crop
+    continues: bool = False  # the local track goes on in a later tracklet (cut at max_length)
 
 
 @dataclass
@@ -50,11 +51,25 @@ class Identity:
     global_id: int
     gallery: deque = field(default_factory=deque)
     spans: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # camera -> merged time spans
+    # local tracks still running (camera, track id) -> end time so far: the identity is busy there from then on
+    open_tracks: dict[tuple[str, int], float] = field(default_factory=dict)
 
     def add(self, observation: Observation) -> None:
         if observation.embedding is not None:
             self.gallery.append(observation.embedding)
         add_span(self.spans.setdefault(observation.camera_id, []), observation.start_time, observation.end_time)
+        key = (observation.camera_id, observation.track_id)
+        if observation.continues:
+            self.open_tracks[key] = observation.end_time
+        else:
+            self.open_tracks.pop(key, None)
+
+    def busy(self, observation: Observation) -> bool:
+        """Seen in the observation's camera at an overlapping time, or held there by a running track."""
+        if overlaps(self.spans.get(observation.camera_id, []), observation.start_time, observation.end_time):
+            return True
+        return any(camera == observation.camera_id and track != observation.track_id and observation.end_time >= since
+                   for (camera, track), since in self.open_tracks.items())
 
 
 def add_span(spans: list[tuple[float, float]], start: float, end: float) -> None:
@@ -124,9 +139,13 @@ class OnlineAssociator:
     def assign(self, observations: Sequence[Observation]) -> list[Assignment]:
         """Assign a batch of finished tracklets; identities are updated before the next batch."""
         self.centre.observe(np.asarray([o.embedding for o in observations if o.embedding is not None]))
-        assignments = [self._continue(o) for o in observations if (o.camera_id, o.track_id) in self.by_track]
-        pending = sorted((o for o in observations if (o.camera_id, o.track_id) not in self.by_track),
-                         key=lambda o: o.start_time)
+        assignments, pending = [], []
+        for observation in sorted(observations, key=lambda o: o.start_time):
+            known = self.by_track.get((observation.camera_id, observation.track_id))
+            if known is not None and not self.identities[known].busy(observation):
+                assignments.append(self._continue(observation, self.identities[known]))
+            else:  # new track, or a continuation that would put its identity twice in one frame
+                pending.append(observation)
         while pending:
             matched = self._match(pending)
             assignments.extend(matched)
@@ -153,10 +172,9 @@ class OnlineAssociator:
         return costs
 
     def _feasible(self, identity: Identity, observation: Observation) -> bool:
-        spans = identity.spans
-        if overlaps(spans.get(observation.camera_id, []), observation.start_time, observation.end_time):
+        if identity.busy(observation):
             return False
-        return transition_allowed(spans, observation.camera_id, observation.start_time, observation.end_time,
+        return transition_allowed(identity.spans, observation.camera_id, observation.start_time, observation.end_time,
                                   self.config.transitions)
 
     def _match(self, pending: list[Observation]) -> list[Assignment]:
@@ -176,8 +194,7 @@ class OnlineAssociator:
         self._record(observation, identity)
         return Assignment(observation.uid, identity.global_id, distance, "matched")
 
-    def _continue(self, observation: Observation) -> Assignment:
-        identity = self.identities[self.by_track[(observation.camera_id, observation.track_id)]]
+    def _continue(self, observation: Observation, identity: Identity) -> Assignment:
         self._record(observation, identity)
         return Assignment(observation.uid, identity.global_id, float("nan"), "continued")
 
@@ -206,14 +223,14 @@ def refine_identities(observations: Sequence[Observation], online: dict[int, int
     its tracklets had, so ids change only where the global pass disagrees with the online one.
     """
     threshold = config.refine_threshold if config.refine_threshold >= 0 else config.threshold
-    tracks, members = _group_by_track(observations)
-    embeddings = _track_embeddings(tracks, members, observations, config.center)
-    clusters = [_Cluster([i], _track_spans(members[i], observations)) for i in range(len(tracks))]
-    _agglomerate(clusters, embeddings, threshold, config.transitions)
+    members = _group_by_track(observations)
+    clusters = [_Cluster([i], _track_spans(positions, observations)) for i, positions in enumerate(members)]
+    _agglomerate(clusters, _track_distances(members, observations, config), threshold, config.transitions)
     return _renumber(clusters, members, observations, online)
 
 
-def _group_by_track(observations: Sequence[Observation]) -> tuple[list[tuple[str, int]], list[list[int]]]:
+def _group_by_track(observations: Sequence[Observation]) -> list[list[int]]:
+    """Positions of the observations of each local track (camera, track id), in first-seen order."""
     index: dict[tuple[str, int], int] = {}
     members: list[list[int]] = []
     for position, observation in enumerate(observations):
@@ -222,22 +239,30 @@ def _group_by_track(observations: Sequence[Observation]) -> tuple[list[tuple[str
             index[key] = len(members)
             members.append([])
         members[index[key]].append(position)
-    return list(index), members
+    return members
 
 
-def _track_embeddings(tracks, members, observations, center: bool) -> np.ndarray | None:
-    present = [o.embedding for o in observations if o.embedding is not None]
+def _track_distances(members: list[list[int]], observations: Sequence[Observation], config: AssociationConfig
+                     ) -> np.ndarray | None:
+    """Distance between local tracks: min (or mean, per gallery_metric) over their tracklet pairs; inf when
+    either has no embedding."""
+    present = [p for p, o in enumerate(observations) if o.embedding is not None]
     if not present:
         return None
-    centre = EmbeddingCentre(center)
-    centre.observe(np.asarray(present))
-    dim = len(present[0])
-    means = np.zeros((len(tracks), dim))
-    for i, positions in enumerate(members):
-        vectors = [observations[p].embedding for p in positions if observations[p].embedding is not None]
-        if vectors:
-            means[i] = normalise(centre.apply(np.asarray(vectors)).mean(0))
-    return means
+    centre = EmbeddingCentre(config.center)
+    vectors = np.asarray([observations[p].embedding for p in present])
+    centre.observe(vectors)
+    vectors = centre.apply(vectors)
+    pair = 1.0 - vectors @ vectors.T
+    row_of = {p: r for r, p in enumerate(present)}
+    rows = [[row_of[p] for p in positions if p in row_of] for positions in members]
+    reduce = np.min if config.gallery_metric == "min" else np.mean
+    distance = np.full((len(members), len(members)), np.inf)
+    for i, rows_i in enumerate(rows):
+        for j in range(i + 1, len(rows)):
+            if rows_i and rows[j]:
+                distance[i, j] = distance[j, i] = reduce(pair[np.ix_(rows_i, rows[j])])
+    return distance
 
 
 def _track_spans(positions: list[int], observations: Sequence[Observation]) -> dict[str, list[tuple[float, float]]]:
@@ -257,19 +282,14 @@ def _compatible(a: _Cluster, b: _Cluster, windows: Sequence[TransitionWindow]) -
     return True
 
 
-def _agglomerate(clusters: list[_Cluster], embeddings: np.ndarray | None, threshold: float,
+def _agglomerate(clusters: list[_Cluster], distance: np.ndarray | None, threshold: float,
                  windows: Sequence[TransitionWindow]) -> None:
     """Merge the closest compatible pair until none is under ``threshold`` (average linkage, in place).
 
     A forbidden pair is set to inf, and inf survives the weighted average, which is right because the
     constraints only tighten as clusters grow."""
-    if embeddings is None or len(clusters) < 2:
+    if distance is None or len(clusters) < 2:
         return
-    has_embedding = np.linalg.norm(embeddings, axis=1) > 0
-    distance = 1.0 - embeddings @ embeddings.T
-    distance[~has_embedding, :] = np.inf
-    distance[:, ~has_embedding] = np.inf
-    np.fill_diagonal(distance, np.inf)
     sizes = np.ones(len(clusters))
     while True:
         flat = int(np.argmin(distance))

@@ -221,8 +221,8 @@ class MultiCameraPipeline:
         by_uid = {t.uid: v for t, v in zip(usable, vectors)}
         self.counts["crops_embedded"] += sum(min(len(t.crops), self._crops_per_embed()) for t in usable)
         self.counts["tracklets"] += len(tracklets)
-        observations = [Observation(t.uid, t.camera_id, t.track_id, t.start_time, t.end_time, by_uid.get(t.uid))
-                        for t in tracklets]
+        observations = [Observation(t.uid, t.camera_id, t.track_id, t.start_time, t.end_time, by_uid.get(t.uid),
+                                    continues=t.end_reason == "max_length") for t in tracklets]
         if self.config.association.refine:
             self.observations += observations
         return observations
