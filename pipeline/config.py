@@ -60,12 +60,12 @@ class TransitionWindow:
 
 @dataclass
 class AssociationConfig:
-    threshold: float = 0.3  # max cosine distance for a tracklet to join an identity
+    threshold: float = 0.7  # max (centred) cosine distance for a tracklet to join an identity
     gallery_size: int = 16  # embeddings kept per identity
     gallery_metric: str = "min"  # min | mean: distance of a tracklet to an identity's gallery
     center: bool = True  # subtract the running mean embedding (generic features share a large common part)
     refine: bool = True  # offline runs: final global clustering pass over all tracklets
-    refine_threshold: float = -1.0  # distance threshold of that pass; < 0 = same as threshold
+    refine_threshold: float = 0.8  # distance threshold of that pass; < 0 = same as threshold
     # camera topology: when non-empty, a transition between two cameras not listed here is forbidden
     transitions: list[TransitionWindow] = field(default_factory=list)
 

@@ -1,0 +1,81 @@
+"""make_multicam on 30 real PETS09 frames: videos, per-camera gt and AI City gt agree with the layout."""
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from configs import REPO_ROOT, ConfigError, data_root
+from pipeline.motio import read_mot_rows
+from tools.make_multicam import load_config, make_multicam
+
+PETS = data_root() / "mot15" / "PETS09-S2L1"
+pytestmark = pytest.mark.skipif(not (PETS / "PETS09-S2L1.avi").is_file(), reason=f"PETS09 absent under {PETS}")
+FRAMES = 30
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    out = tmp_path_factory.mktemp("multicam")
+    layout = yaml.safe_load((REPO_ROOT / "configs" / "multicam_pets3.yaml").read_text())
+    layout["cameras"][2]["delay"] = 10
+    layout["cameras"].append({"name": "flipped", "crop": [288, 0, 480, 576], "scale": 0.5, "flip": True})
+    (out / "layout.yaml").write_text(yaml.safe_dump(layout))
+    make_multicam(load_config(out / "layout.yaml", FRAMES), out, data_root())
+    return out
+
+
+def gt(scene, camera):
+    return read_mot_rows(scene / "gt" / camera / "gt" / "gt.txt")
+
+
+def box(rows, frame, identity):
+    match = rows[(rows[:, 0] == frame) & (rows[:, 1] == identity)]
+    return match[0, 2:6] if len(match) else None
+
+
+def test_videos_have_the_layout_size_and_length(scene):
+    for camera, size in [("cam1", (480, 576)), ("cam3", (480, 576)), ("flipped", (240, 288))]:
+        capture = cv2.VideoCapture(str(scene / f"{camera}.mp4"))
+        assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
+        assert (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))) == size
+
+
+def test_delayed_camera_is_black_then_shows_the_recoloured_source(scene):
+    cam1, cam3 = cv2.VideoCapture(str(scene / "cam1.mp4")), cv2.VideoCapture(str(scene / "cam3.mp4"))
+    frames1 = [cam1.read()[1] for _ in range(FRAMES)]
+    frames3 = [cam3.read()[1] for _ in range(FRAMES)]
+    assert frames3[5].mean() < 3
+    # cam3 = cam1 pixels x gains (1.15, 1.05, 0.85) - 15, up to codec noise
+    expected = np.clip(frames1[2].astype(float) * [1.15, 1.05, 0.85] - 15, 0, 255)
+    assert np.abs(frames3[12].astype(float) - expected).mean() < 6
+
+
+def test_ground_truth_is_shared_shifted_clipped_and_flipped(scene):
+    cam1, cam2, cam3, flipped = (gt(scene, c) for c in ("cam1", "cam2", "cam3", "flipped"))
+    assert cam3[:, 0].min() == 11 and cam3[:, 0].max() == FRAMES
+    inside_strip = cam1[(cam1[:, 2] > 300) & (cam1[:, 2] + cam1[:, 4] < 470)]  # fully in the shared strip
+    assert len(inside_strip), "the overlapping windows share no person"
+    for row in inside_strip:  # same person, same frame, box shifted by the windows' 288 px offset
+        assert np.allclose(box(cam2, row[0], row[1]), row[2:6] - [288, 0, 0, 0], atol=0.02)
+    for row in cam2[cam2[:, 0] == 1]:
+        b = box(flipped, 1, row[1])
+        assert np.allclose(b, [240 - (row[2] + row[4]) / 2, row[3] / 2, row[4] / 2, row[5] / 2], atol=0.02)
+    assert np.all(cam1[:, 2] >= 0) and np.all(cam1[:, 2] + cam1[:, 4] <= 480 + 1e-6)
+
+
+def test_ai_city_gt_lists_every_camera_row(scene):
+    rows = read_mot_rows(scene / "mtmc_gt.txt", min_columns=9)
+    for number, camera in enumerate(["cam1", "cam2", "cam3", "flipped"], start=1):
+        mine = rows[rows[:, 0] == number]
+        per_camera = gt(scene, camera)
+        assert len(mine) == len(per_camera)
+        assert set(mine[:, 1]) == set(per_camera[:, 1])
+
+
+def test_window_outside_the_source_is_a_config_error(tmp_path):
+    layout = {"video": "mot15/PETS09-S2L1/PETS09-S2L1.avi", "gt": "mot15/PETS09-S2L1/gt/gt.txt",
+              "cameras": [{"name": "bad", "crop": [500, 0, 480, 576]}]}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(layout))
+    with pytest.raises(ConfigError, match="camera bad: crop"):
+        make_multicam(load_config(tmp_path / "bad.yaml", 2), tmp_path / "out", data_root())
