@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from .byte_tracker import ByteTrackConfig, ByteTracker
-from .oc_byte_tracker import OCByteConfig, OCByteTracker
+from .buffered_byte_tracker import BufferedByteConfig, BufferedByteTracker
 
 TRACKERS = {
     "bytetrack": (ByteTracker, ByteTrackConfig),
-    "ocbyte": (OCByteTracker, OCByteConfig),
+    "bytetrack_buffered": (BufferedByteTracker, BufferedByteConfig),
 }
-DEFAULT_TRACKER = "ocbyte"
+DEFAULT_TRACKER = "bytetrack_buffered"
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "trackers"
 
 
@@ -40,5 +40,5 @@ def create_tracker(name: str = DEFAULT_TRACKER, config: str | Path | None = None
     return tracker_cls(load_dataclass(config_cls, path if path.is_file() or config else None, **overrides))
 
 
-__all__ = ["ByteTracker", "ByteTrackConfig", "OCByteTracker", "OCByteConfig", "create_tracker",
+__all__ = ["ByteTracker", "ByteTrackConfig", "BufferedByteTracker", "BufferedByteConfig", "create_tracker",
            "available_trackers", "DEFAULT_TRACKER", "TRACKERS"]

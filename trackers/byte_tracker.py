@@ -12,7 +12,7 @@ Per frame:
 
 All tracks live in stacked numpy arrays (see ``TrackTable``), so a frame costs a fixed number of
 vectorised calls rather than a Python loop per track. Subclasses extend the association through
-``_associate_extra`` and ``_on_rematch`` (see ``oc_byte_tracker.py``).
+``_search_boxes`` (see ``buffered_byte_tracker.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import iou_matrix, xyah_to_xyxy, xyxy_to_xyah
+from .geometry import iou_matrix
 from .kalman import BatchKalmanFilter
 from .matching import linear_assignment
 
@@ -38,15 +38,14 @@ class ByteTrackConfig:
     tentative_match_thresh: float = 0.7  # max cost when confirming tentative tracks
     track_buffer: int = 30  # frames (at 30 fps) a lost track is kept for re-identification
     fuse_score: bool = True  # first-association cost uses IoU x detection score
-    coast_frames: int = 0  # also report a lost track's predicted box for this many frames (at 30 fps)
+    kalman_box_space: str = "xyah"  # "xyah" (ByteTrack) or "xywh" (BoT-SORT: width estimated on its own)
     frame_rate: float = 30.0
 
 
 class TrackTable:
     """Column store of tracks: row i of every array belongs to one track."""
 
-    COLUMNS = ("track_id", "state", "confirmed", "mean", "cov", "score", "last_frame", "det_index",
-               "obs_box", "obs_mean", "obs_cov", "obs_frame", "prev_obs_box", "hits")
+    COLUMNS = ("track_id", "state", "confirmed", "mean", "cov", "score", "last_frame", "det_index")
 
     def __init__(self):
         self.track_id = np.zeros(0, dtype=np.int64)
@@ -57,12 +56,6 @@ class TrackTable:
         self.score = np.zeros(0)
         self.last_frame = np.zeros(0, dtype=np.int64)
         self.det_index = np.zeros(0, dtype=np.int64)
-        self.obs_box = np.zeros((0, 4))  # last observed (detected) box
-        self.obs_mean = np.zeros((0, 8))  # filter state right after the last observation
-        self.obs_cov = np.zeros((0, 8, 8))
-        self.obs_frame = np.zeros(0, dtype=np.int64)
-        self.prev_obs_box = np.zeros((0, 4))  # the observation before the last one (motion direction)
-        self.hits = np.zeros(0, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.track_id)
@@ -75,15 +68,12 @@ class TrackTable:
         for name in self.COLUMNS:
             setattr(self, name, np.concatenate([getattr(self, name), getattr(other, name)]))
 
-    @property
-    def boxes(self) -> np.ndarray:
-        return xyah_to_xyxy(self.mean[:, :4])
 
 
 class ByteTracker:
     def __init__(self, config: ByteTrackConfig | None = None):
         self.config = config or ByteTrackConfig()
-        self.kalman = BatchKalmanFilter()
+        self.kalman = BatchKalmanFilter(self.config.kalman_box_space)
         self.reset()
 
     @property
@@ -115,15 +105,13 @@ class ByteTracker:
 
         pool = t.confirmed & track_free
         self._match(pool, high & det_free, dets, cfg.match_thresh, cfg.fuse_score, det_free, track_free)
-        self._associate_extra(dets, high, det_free, track_free)
         pool = t.confirmed & track_free & (t.state == TRACKED)
         self._match(pool, low & det_free, dets, cfg.low_match_thresh, False, det_free, track_free)
 
         t.state[t.confirmed & track_free & (t.state == TRACKED)] = LOST
         tentative = ~t.confirmed & track_free
         self._match(tentative, high & det_free, dets, cfg.tentative_match_thresh, cfg.fuse_score, det_free, track_free)
-        newly_confirmed = ~t.confirmed & ~track_free
-        self._confirm(newly_confirmed)
+        self._confirm(~t.confirmed & ~track_free)
 
         stale = (t.state == LOST) & (self.frame_id - t.last_frame > self.max_time_lost)
         t.keep(~(tentative & track_free) & ~stale)
@@ -142,38 +130,27 @@ class ByteTracker:
         self._apply_matches(track_idx[matches[:, 0]], det_idx[matches[:, 1]], dets, det_free, track_free)
 
     def _cost(self, track_idx: np.ndarray, dets: np.ndarray, fuse_score: bool) -> np.ndarray:
-        similarity = iou_matrix(self.tracks.boxes[track_idx], dets)
+        similarity = iou_matrix(self._search_boxes(track_idx), dets)
         if fuse_score:
             similarity = similarity * dets[None, :, 4]
         return 1.0 - similarity
+
+    def _search_boxes(self, track_idx: np.ndarray) -> np.ndarray:
+        """The boxes detections must overlap to match these tracks: their predictions."""
+        return self.kalman.boxes(self.tracks.mean[track_idx])
 
     def _apply_matches(self, track_idx, det_idx, dets, det_free, track_free) -> None:
         if len(track_idx) == 0:
             return
         t = self.tracks
-        rematched = track_idx[t.state[track_idx] == LOST]
-        if len(rematched):
-            self._on_rematch(rematched, dets[det_idx[t.state[track_idx] == LOST], :4])
         t.mean[track_idx], t.cov[track_idx] = self.kalman.update(
-            t.mean[track_idx], t.cov[track_idx], xyxy_to_xyah(dets[det_idx, :4]))
+            t.mean[track_idx], t.cov[track_idx], self.kalman.measure(dets[det_idx, :4]))
         t.state[track_idx] = TRACKED
         t.score[track_idx] = dets[det_idx, 4]
         t.last_frame[track_idx] = self.frame_id
         t.det_index[track_idx] = det_idx
-        t.prev_obs_box[track_idx] = t.obs_box[track_idx]
-        t.obs_box[track_idx] = dets[det_idx, :4]
-        t.obs_mean[track_idx] = t.mean[track_idx]
-        t.obs_cov[track_idx] = t.cov[track_idx]
-        t.obs_frame[track_idx] = self.frame_id
-        t.hits[track_idx] += 1
         det_free[det_idx] = False
         track_free[track_idx] = False
-
-    def _associate_extra(self, dets, high, det_free, track_free) -> None:
-        """Hook between the high- and low-score associations; ByteTrack has none."""
-
-    def _on_rematch(self, track_idx: np.ndarray, boxes: np.ndarray) -> None:
-        """Hook called before lost tracks are corrected with their new detection boxes."""
 
     # --- track life cycle --------------------------------------------------------------------
 
@@ -188,18 +165,13 @@ class ByteTracker:
             return
         new = TrackTable()
         n = len(det_idx)
-        new.mean, new.cov = self.kalman.initiate(xyxy_to_xyah(dets[det_idx, :4]))
+        new.mean, new.cov = self.kalman.initiate(self.kalman.measure(dets[det_idx, :4]))
         new.track_id = np.zeros(n, dtype=np.int64)
         new.state = np.full(n, TRACKED, dtype=np.int8)
         new.confirmed = np.zeros(n, dtype=bool)
         new.score = dets[det_idx, 4].copy()
         new.last_frame = np.full(n, self.frame_id, dtype=np.int64)
         new.det_index = det_idx.astype(np.int64)
-        new.obs_box = dets[det_idx, :4].copy()
-        new.prev_obs_box = new.obs_box.copy()
-        new.obs_mean, new.obs_cov = new.mean.copy(), new.cov.copy()
-        new.obs_frame = new.last_frame.copy()
-        new.hits = np.ones(n, dtype=np.int64)
         first = len(self.tracks)
         self.tracks.append(new)
         if self.frame_id == 1:  # as in ByteTrack: the first frame's tracks need no confirmation
@@ -214,14 +186,12 @@ class ByteTracker:
 
     def _output(self) -> np.ndarray:
         t = self.tracks
-        coast = round(self.config.frame_rate / 30.0 * self.config.coast_frames)
-        age = self.frame_id - t.last_frame
-        live = t.confirmed & (age <= coast)
+        live = t.confirmed & (t.last_frame == self.frame_id)
         out = np.empty((int(live.sum()), 7))
-        out[:, :4] = t.boxes[live]
+        out[:, :4] = self.kalman.boxes(t.mean[live])
         out[:, 4] = t.track_id[live]
         out[:, 5] = t.score[live]
-        out[:, 6] = np.where(age[live] == 0, t.det_index[live], -1)
+        out[:, 6] = t.det_index[live]
         return out
 
 

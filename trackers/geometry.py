@@ -32,3 +32,15 @@ def xyah_to_xyxy(xyah: np.ndarray) -> np.ndarray:
     x1 = xyah[:, 0] - w / 2
     y1 = xyah[:, 1] - h / 2
     return np.stack([x1, y1, x1 + w, y1 + h], axis=1)
+
+
+def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+    """Centre x, centre y, width, height."""
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    return np.stack([boxes[:, 0] + w / 2, boxes[:, 1] + h / 2, w, h], axis=1)
+
+
+def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
+    half = xywh[:, 2:4] / 2
+    return np.concatenate([xywh[:, :2] - half, xywh[:, :2] + half], axis=1)

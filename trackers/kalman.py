@@ -1,14 +1,19 @@
 """Constant-velocity Kalman filter over many tracks at once.
 
-State per track: ``cx, cy, a, h, vcx, vcy, va, vh`` (centre, aspect ratio w/h, height and their
-velocities), as in SORT/DeepSORT/ByteTrack. Noise scales with the box height so that the filter
-behaves the same for near and far people. Every operation works on stacked arrays, (T, 8) means
-and (T, 8, 8) covariances, so a frame costs a handful of numpy calls however many tracks exist.
+Two measurement spaces, both ``(cx, cy, ., .)`` boxes with their four velocities as state:
+  * ``xyah``: centre, aspect ratio w/h, height (SORT, DeepSORT, ByteTrack). The aspect ratio is
+    nearly constant, so width follows height.
+  * ``xywh``: centre, width, height (BoT-SORT), so width and height are estimated independently.
+Noise scales with the box size so that near and far people behave alike. Every operation works on
+stacked arrays, (T, 8) means and (T, 8, 8) covariances, so a frame costs a handful of numpy calls
+however many tracks exist.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .geometry import xyah_to_xyxy, xywh_to_xyxy, xyxy_to_xyah, xyxy_to_xywh
 
 NDIM = 4
 _MOTION = np.eye(2 * NDIM)
@@ -16,40 +21,51 @@ _MOTION[:NDIM, NDIM:] = np.eye(NDIM)
 
 
 class BatchKalmanFilter:
-    def __init__(self, std_weight_position: float = 1.0 / 20, std_weight_velocity: float = 1.0 / 160):
+    def __init__(self, box_space: str = "xyah", std_weight_position: float = 1.0 / 20,
+                 std_weight_velocity: float = 1.0 / 160):
+        if box_space not in ("xyah", "xywh"):
+            raise ValueError(f"box_space must be 'xyah' or 'xywh', got {box_space!r}")
+        self.box_space = box_space
         self.std_weight_position = std_weight_position
         self.std_weight_velocity = std_weight_velocity
 
+    def measure(self, boxes: np.ndarray) -> np.ndarray:
+        """``x1, y1, x2, y2`` boxes to this filter's measurement space."""
+        return xyxy_to_xywh(boxes) if self.box_space == "xywh" else xyxy_to_xyah(boxes)
+
+    def boxes(self, mean: np.ndarray) -> np.ndarray:
+        """State means to ``x1, y1, x2, y2`` boxes."""
+        return xywh_to_xyxy(mean[:, :NDIM]) if self.box_space == "xywh" else xyah_to_xyxy(mean[:, :NDIM])
+
+    def _std(self, boxes: np.ndarray, weight: float, aspect_std: float) -> np.ndarray:
+        if self.box_space == "xywh":
+            w, h = boxes[:, 2], boxes[:, 3]
+            return weight * np.stack([w, h, w, h], axis=1)
+        h = boxes[:, 3]
+        return np.stack([weight * h, weight * h, np.full(len(h), aspect_std), weight * h], axis=1)
+
     def initiate(self, measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Means and covariances for new tracks from (T, 4) xyah measurements."""
-        n = len(measurements)
-        mean = np.zeros((n, 2 * NDIM))
+        """Means and covariances for new tracks from (T, 4) measurements."""
+        mean = np.zeros((len(measurements), 2 * NDIM))
         mean[:, :NDIM] = measurements
-        h = measurements[:, 3]
-        p, v = self.std_weight_position, self.std_weight_velocity
-        std = np.stack([2 * p * h, 2 * p * h, np.full(n, 1e-2), 2 * p * h,
-                        10 * v * h, 10 * v * h, np.full(n, 1e-5), 10 * v * h], axis=1)
+        std = np.concatenate([self._std(measurements, 2 * self.std_weight_position, 1e-2),
+                              self._std(measurements, 10 * self.std_weight_velocity, 1e-5)], axis=1)
         return mean, _diag(std**2)
 
     def predict(self, mean: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if len(mean) == 0:
             return mean, cov
-        h = mean[:, 3]
-        p, v = self.std_weight_position, self.std_weight_velocity
-        n = len(mean)
-        std = np.stack([p * h, p * h, np.full(n, 1e-2), p * h,
-                        v * h, v * h, np.full(n, 1e-5), v * h], axis=1)
+        std = np.concatenate([self._std(mean, self.std_weight_position, 1e-2),
+                              self._std(mean, self.std_weight_velocity, 1e-5)], axis=1)
         mean = mean @ _MOTION.T
         cov = _MOTION @ cov @ _MOTION.T + _diag(std**2)
         return mean, cov
 
     def update(self, mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Correct each track's state with its matched (T, 4) xyah measurement."""
+        """Correct each track's state with its matched (T, 4) measurement."""
         if len(mean) == 0:
             return mean, cov
-        h = mean[:, 3]
-        p = self.std_weight_position
-        std = np.stack([p * h, p * h, np.full(len(mean), 1e-1), p * h], axis=1)
+        std = self._std(mean, self.std_weight_position, 1e-1)
         innovation_cov = cov[:, :NDIM, :NDIM] + _diag(std**2)
         cross_cov = cov[:, :, :NDIM]  # cov @ H.T with H = [I 0]
         gain = np.linalg.solve(innovation_cov, cross_cov.transpose(0, 2, 1)).transpose(0, 2, 1)
