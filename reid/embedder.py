@@ -1,6 +1,7 @@
 """Embedder: tracklets (lists of BGR crops) -> L2-normalised STA embeddings.
 
-    emb = Embedder()                      # default model from configs/reid/embedder.yaml
+    emb = Embedder()                      # the model named in configs/reid/embedder.yaml
+    emb = Embedder.from_config(path)      # model and runtime options from an EmbedderConfig YAML
     vectors = emb.embed([crops_a, crops_b])   # (2, emb.embedding_dim) float32, unit norm
 
 Each tracklet becomes one or more N-frame clips (``test_mode``: 'even' samples N frames spread
@@ -45,10 +46,10 @@ class Embedder:
             raise ValueError(f"test_mode must be one of {TEST_MODES}, got {test_mode!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if weights is None and cfg is None:
-            defaults = load_dataclass(EmbedderConfig, DEFAULT_CONFIG)
-            weights = _repo_path(defaults.weights) if defaults.weights else None
-            cfg = None if weights else _repo_path(defaults.model_config)
+        if seq_len is not None and seq_len < 1:
+            raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+        if weights is None and cfg is None:  # the model named in configs/reid/embedder.yaml
+            weights, cfg = _model_source(load_dataclass(EmbedderConfig, DEFAULT_CONFIG))
         self.batch_size = batch_size
         self.test_mode = test_mode
         if weights is not None and str(weights).endswith(".onnx"):
@@ -61,9 +62,9 @@ class Embedder:
 
     @classmethod
     def from_config(cls, path: str | Path = DEFAULT_CONFIG) -> "Embedder":
+        """An Embedder with every setting (model and runtime options) from an EmbedderConfig YAML."""
         c = load_dataclass(EmbedderConfig, path)
-        weights = _repo_path(c.weights) if c.weights else None
-        cfg = None if weights else _repo_path(c.model_config)
+        weights, cfg = _model_source(c)
         return cls(weights, c.device, cfg, c.batch_size, c.test_mode, fp16=c.fp16)
 
     @property
@@ -74,6 +75,10 @@ class Embedder:
     def device(self) -> str:
         return self._backend.device
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self._backend.input_size
+
     def embed(self, tracklets: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
         """(T, E) float32 unit vectors, one per tracklet; T = 0 gives an empty (0, E) array."""
         check_tracklets(tracklets)
@@ -82,11 +87,19 @@ class Embedder:
         sums = np.zeros((len(tracklets), self.embedding_dim), dtype=np.float32)
         for start in range(0, len(clips), self.batch_size):
             chunk = clips[start:start + self.batch_size]
-            pixels = np.stack([[resize_crop(tracklets[t][f], self._backend.input_size) for f in frames]
+            pixels = np.stack([[resize_crop(tracklets[t][f], self.input_size) for f in frames]
                                for t, frames in chunk])
-            np.add.at(sums, [t for t, _ in chunk], self._backend.run(pixels))
+            np.add.at(sums, [t for t, _ in chunk], self.embed_clips(pixels))
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         return sums / np.maximum(norms, 1e-12)
+
+    def embed_clips(self, pixels: np.ndarray) -> np.ndarray:
+        """Raw model output (B, E) float32, not normalised, for resized clips (B, N, H, W, 3) RGB uint8."""
+        expected = (self.seq_len, *self.input_size, 3)
+        if pixels.ndim != 5 or pixels.shape[1:] != expected or pixels.dtype != np.uint8:
+            raise ValueError(f"expected uint8 clips of shape (B, {', '.join(map(str, expected))}), "
+                             f"got {pixels.dtype} {pixels.shape}")
+        return self._backend.run(pixels)
 
 
 class _TorchBackend:
@@ -124,7 +137,9 @@ class _OnnxBackend:
 
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {path}")
-        self.session = onnxruntime.InferenceSession(str(path), providers=onnxruntime.get_available_providers())
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # one knob (torch.set_num_threads) for both engines
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=onnxruntime.get_available_providers())
         model_input = self.session.get_inputs()[0]
         _, self.seq_len, _, height, width = model_input.shape
         self.input_size = (height, width)
@@ -140,6 +155,13 @@ class _OnnxBackend:
     def run(self, pixels: np.ndarray) -> np.ndarray:
         clips = ((pixels.astype(np.float32) - self._mean) / self._std).transpose(0, 1, 4, 2, 3)
         return self.session.run(None, {self._input_name: np.ascontiguousarray(clips)})[0]
+
+
+def _model_source(c: EmbedderConfig) -> tuple[Path | None, Path | None]:
+    """(checkpoint or .onnx, None) when the config names trained weights, else (None, model config)."""
+    if c.weights:
+        return _repo_path(c.weights), None
+    return None, _repo_path(c.model_config)
 
 
 def _resolve_device(device: str) -> torch.device:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import cv2
 import numpy as np
 import torch
 
@@ -41,6 +40,8 @@ def _check_crop(crop: np.ndarray, where: str) -> None:
 
 def resize_crop(crop_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """BGR crop of any size (1x1 included) -> RGB uint8 of ``size`` = (height, width)."""
+    import cv2  # here, not at the top: timing the model on a bare CUDA machine must not need OpenCV
+
     height, width = size
     shrinking = crop_bgr.shape[0] > height or crop_bgr.shape[1] > width
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR  # AREA avoids aliasing when shrinking

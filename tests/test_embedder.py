@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from configs import data_root
+from configs import ConfigError, data_root
 from pipeline.motio import read_mot_rows
 from reid.checkpoint import save_checkpoint
 from reid.embedder import Embedder
@@ -141,3 +141,22 @@ def test_embedder_from_checkpoint_matches_the_saved_model(tmp_path):
     from_checkpoint = Embedder(weights=path)
     assert from_checkpoint.embedding_dim == 16
     assert np.allclose(from_checkpoint.embed(tracklets), Embedder(cfg=cfg).embed(tracklets), atol=1e-6)
+
+
+def test_from_config_reads_model_and_runtime_options(tmp_path):
+    cfg = ReIDConfig(pretrained="random", input_size=(64, 32), embed_dim=8)
+    checkpoint = save_checkpoint(tmp_path / "sta.pt", build_model(cfg), cfg, {})
+    config = tmp_path / "embedder.yaml"
+    config.write_text(f"weights: {checkpoint}\ndevice: cpu\nbatch_size: 2\ntest_mode: all\n")
+    embedder = Embedder.from_config(config)
+    assert (embedder.batch_size, embedder.test_mode, embedder.device, embedder.embedding_dim) == (2, "all", "cpu", 8)
+    config.write_text("weights: ''\nbatch: 2\n")
+    with pytest.raises(ConfigError, match="batch"):
+        Embedder.from_config(config)
+
+
+def test_embed_clips_checks_its_input():
+    embedder = Embedder(cfg=SMALL)
+    assert embedder.embed_clips(np.zeros((3, 4, 64, 32, 3), np.uint8)).shape == (3, 32)
+    with pytest.raises(ValueError, match=r"shape \(B, 4, 64, 32, 3\)"):
+        embedder.embed_clips(np.zeros((3, 4, 32, 64, 3), np.uint8))
