@@ -79,11 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pipeline.detectors import DetectorError
     from pipeline.runner import MultiCameraPipeline
+    from pipeline.sources import SourceError
 
     try:
         config = load_pipeline_config(args.config, overrides_from_args(args))
         summary = MultiCameraPipeline(config).run(args.sources)
-    except (ConfigError, DetectorError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, DetectorError, SourceError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return report(summary, config.output.out)

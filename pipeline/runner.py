@@ -107,7 +107,6 @@ class MultiCameraPipeline:
                 spec, camera_id, self.config.max_frames, self.config.image_fps)
             state.source.camera_id = camera_id
             state.frames = iter(state.source)
-            state.tracker = self.tracker_factory(state.source.fps)
         except SourceError as err:
             state.status, state.error = "failed", str(err)
         return state
@@ -125,7 +124,13 @@ class MultiCameraPipeline:
         if not sources:
             raise ValueError("no sources given")
         camera_ids = self._camera_ids(sources)
+        states = [self._open(spec, camera) for spec, camera in zip(sources, camera_ids)]
+        if all(state.status == "failed" for state in states):
+            raise SourceError("no source could be opened: " + "; ".join(state.error for state in states))
         self._build_components(camera_ids)
+        for state in states:
+            if state.source is not None:
+                state.tracker = self.tracker_factory(state.source.fps)
         out_dir = Path(self.config.output.out)
         self.writer = OutputWriter(out_dir, camera_ids)
         self.buffer = TrackletBuffer(self.config.tracklets)
@@ -135,7 +140,6 @@ class MultiCameraPipeline:
         self.observations: list[Observation] = []  # kept for the offline pass only
         self.online_ids: dict[int, int] = {}
         self.counts = defaultdict(int)
-        states = [self._open(spec, camera) for spec, camera in zip(sources, camera_ids)]
         for state in states:
             if state.status == "failed":
                 self.writer.event("source_error", camera=state.camera_id, error=state.error, frame=None)

@@ -1,0 +1,221 @@
+"""End-to-end runs of the multi-camera pipeline on short real clips (PETS09-S2L1 pseudo-cameras, TUD).
+
+Detections come from the ground-truth files (the MOT-file detector), so these tests exercise tracking,
+tracklets, STA embedding, association and outputs on real pixels without detector noise. Association
+unit tests use hand-made vectors: they check the constraints, not the embedder.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from configs import REPO_ROOT, data_root
+from pipeline.association import Observation, OnlineAssociator, refine_identities
+from pipeline.config import AssociationConfig, TrackletConfig, load_pipeline_config
+from pipeline.motio import read_mot_rows
+from pipeline.runner import MultiCameraPipeline
+from pipeline.tracklets import TrackletBuffer
+from tools.make_multicam import load_config, make_multicam
+
+MOT15 = data_root() / "mot15"
+PETS_VIDEO = MOT15 / "PETS09-S2L1" / "PETS09-S2L1.avi"
+TUD = MOT15 / "TUD-Stadtmitte"
+needs_data = pytest.mark.skipif(not PETS_VIDEO.is_file() or not (TUD / "TUD-Stadtmitte.mp4").is_file(),
+                                reason=f"PETS09/TUD clips absent under {MOT15} (set MTMC_DATA)")
+FRAMES = 80
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    """Three 80-frame pseudo-cameras: two overlapping windows and a 20-frame delayed recoloured copy."""
+    out = tmp_path_factory.mktemp("scene")
+    layout = yaml.safe_load((REPO_ROOT / "configs" / "multicam_pets3.yaml").read_text())
+    layout["cameras"][2]["delay"] = 20
+    (out / "layout.yaml").write_text(yaml.safe_dump(layout))
+    make_multicam(load_config(out / "layout.yaml", FRAMES), out, data_root())
+    return out
+
+
+def run_scene(scene: Path, out: Path, cameras: list[str], extra_sources=(), extra_gt=(), **overrides):
+    sources = [str(scene / f"{c}.mp4") for c in cameras] + list(extra_sources)
+    gt_files = [str(scene / "gt" / c / "gt" / "gt.txt") for c in cameras] + list(extra_gt)
+    values = {"output.out": str(out), "progress": False, "max_frames": FRAMES, "detector.name": "mot",
+              "detector.det_files": gt_files, "detector.conf": 0.5, **overrides}
+    config = load_pipeline_config(REPO_ROOT / "configs" / "pipeline.yaml", values)
+    return MultiCameraPipeline(config).run(sources)
+
+
+def events(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def three_cameras(scene, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run3")
+    return out, run_scene(scene, out, ["cam1", "cam2", "cam3"])
+
+
+@needs_data
+def test_outputs_are_consistent_with_each_other(three_cameras):
+    out, summary = three_cameras
+    assigned = {e["uid"]: e["global_id"] for e in events(out) if e["event"] == "identity_assigned"}
+    updated = {e["uid"]: e["global_id"] for e in events(out) if e["event"] == "identity_updated"}
+    final_ids = set({**assigned, **updated}.values())
+    mtmc = read_mot_rows(out / "mtmc.txt", min_columns=9)
+    total = 0
+    for number, camera in enumerate(["cam1", "cam2", "cam3"], start=1):
+        rows = read_mot_rows(out / f"{camera}.txt", min_columns=10)
+        total += len(rows)
+        assert set(rows[:, 1].astype(int)) <= final_ids
+        pairs = rows[:, :2].astype(int)
+        assert len(np.unique(pairs, axis=0)) == len(pairs), f"{camera}: an id twice in one frame"
+        in_mtmc = mtmc[mtmc[:, 0] == number]
+        assert np.allclose(np.sort(in_mtmc[:, 2]), np.sort(rows[:, 0]))  # same frames, AI City column order
+    assert len(mtmc) == total > 0
+    assert summary["identities"] == len(np.unique(mtmc[:, 1]))
+    assert summary["mode"].startswith("offline") and summary["failed_sources"] == []
+    assert summary["crops_embedded"] < summary["detections"]
+
+
+@needs_data
+def test_people_in_the_overlap_get_one_global_id_across_cameras(three_cameras, scene):
+    out, _ = three_cameras
+    pred = {c: read_mot_rows(out / f"{c}.txt", min_columns=10) for c in ("cam1", "cam2")}
+    gt = {c: read_mot_rows(scene / "gt" / c / "gt" / "gt.txt") for c in ("cam1", "cam2")}
+    # gt boxes are the detections, so a predicted box equals a gt box up to rounding: map each to its gt id
+    def global_to_gt(camera):
+        mapping = {}
+        for row in pred[camera]:
+            truth = gt[camera][(gt[camera][:, 0] == row[0]) & (np.abs(gt[camera][:, 2:4] - row[2:4]).sum(1) < 1)]
+            if len(truth):
+                mapping.setdefault(int(row[1]), set()).add(int(truth[0, 1]))
+        return mapping
+    ids1, ids2 = global_to_gt("cam1"), global_to_gt("cam2")
+    shared = set(ids1) & set(ids2)
+    assert shared, "no global id was given to a person seen in both overlapping cameras"
+    correct = [g for g in shared if ids1[g] & ids2[g]]
+    assert len(correct) >= len(shared) / 2, f"shared ids {shared}: only {correct} join the same person"
+
+
+@needs_data
+def test_unrelated_scene_shares_no_identity(scene, tmp_path):
+    summary = run_scene(scene, tmp_path, ["cam1", "cam3"], extra_sources=[str(TUD / "TUD-Stadtmitte.mp4")],
+                        extra_gt=[str(TUD / "gt" / "gt.txt")])
+    pets = set(read_mot_rows(tmp_path / "cam1.txt")[:, 1]) | set(read_mot_rows(tmp_path / "cam3.txt")[:, 1])
+    tud = set(read_mot_rows(tmp_path / "TUD-Stadtmitte.txt")[:, 1])
+    assert tud and pets and not (tud & pets), f"ids shared with the unrelated camera: {tud & pets}"
+    assert [s["frames"] for s in summary["sources"]] == [FRAMES] * 3
+
+
+def image_folder_with_a_broken_image(folder: Path, count: int) -> Path:
+    """``count`` frames of an empty 25 fps scene (nobody in it); frame 3 is a corrupt file."""
+    folder.mkdir()
+    for i in range(count):
+        cv2.imwrite(str(folder / f"{i:06d}.jpg"), np.full((120, 160, 3), 90 + i, dtype=np.uint8))
+    (folder / "000003.jpg").write_bytes(b"not a jpeg")
+    return folder
+
+
+@needs_data
+def test_failing_source_is_reported_while_the_others_finish(scene, tmp_path):
+    from tests.test_sources import write_truncated_avi
+
+    broken = tmp_path / "broken.avi"
+    write_truncated_avi(broken, frames=40)
+    empty_dets = tmp_path / "none.txt"
+    empty_dets.write_text("")
+    folder = image_folder_with_a_broken_image(tmp_path / "empty_room", 30)
+    out = tmp_path / "out"
+    summary = run_scene(scene, out, ["cam1"], extra_sources=[str(broken), str(tmp_path / "missing.mp4"), str(folder)],
+                        extra_gt=[str(empty_dets)] * 3, image_fps=25.0)
+    status = {s["camera"]: s for s in summary["sources"]}
+    # a 25 fps camera beside a 10 fps one: both read to the end, the empty one gives an empty valid file
+    assert status["empty_room"]["status"] == "ok" and status["empty_room"]["frames"] == 29
+    assert "000003.jpg" in status["empty_room"]["warnings"][0]
+    assert read_mot_rows(out / "empty_room.txt").size == 0
+    assert status["cam1"]["status"] == "ok" and status["cam1"]["frames"] == FRAMES
+    assert status["broken"]["status"] == "failed" and "decoding stopped" in status["broken"]["error"]
+    assert 0 < status["broken"]["frames"] < 40
+    assert status["missing"]["status"] == "failed" and "not found" in status["missing"]["error"]
+    assert len(read_mot_rows(out / "cam1.txt")) > 0 and read_mot_rows(out / "broken.txt").size == 0
+    errors = [e for e in events(out) if e["event"] == "source_error"]
+    assert {e["camera"] for e in errors} == {"broken", "missing"}
+
+
+@needs_data
+def test_cli_exit_codes_and_messages(scene, tmp_path):
+    base = [sys.executable, str(REPO_ROOT / "run_pipeline.py"), "--progress", "false", "--max_frames", "10",
+            "--detector", "mot", "--detector.det_files", str(scene / "gt" / "cam1" / "gt" / "gt.txt")]
+    missing = subprocess.run(base + ["--sources", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "a")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 1 and "nope.mp4: video file not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    typo = subprocess.run(base + ["--sources", str(scene / "cam1.mp4"), "--config", str(tmp_path / "x.yaml")],
+                          capture_output=True, text=True)
+    assert typo.returncode == 1 and "config file not found" in typo.stderr
+
+
+def test_tracklet_buffer_bounds_crops_spreads_them_and_cuts_long_tracks():
+    config = TrackletConfig(crops_per_tracklet=4, max_length=50, lost_timeout=5, min_crop_height=10)
+    buffer = TrackletBuffer(config)
+    image = np.zeros((200, 200, 3), dtype=np.uint8)
+    finished = []
+    for frame in range(120):
+        track = np.array([[50, 40, 90, 140, 7, 0.5 + 0.4 * ((frame * 7) % 10) / 10, 0]])
+        finished += buffer.update("cam", frame, frame / 10, image, track if frame < 110 else np.zeros((0, 7)))
+    assert [len(t) for t in finished] == [50, 50, 10]
+    assert [t.end_reason for t in finished] == ["max_length", "max_length", "lost"]
+    assert [t.part for t in finished] == [0, 1, 2]
+    for tracklet in finished[:2]:
+        assert 2 <= len(tracklet.crops) <= 4 and tracklet.crops[0].shape == (100, 40, 3)
+    assert buffer.active == {}
+
+
+def observation(uid, camera, track, start, end, vector, continues=False):
+    vector = np.asarray(vector, dtype=np.float64)
+    return Observation(uid, camera, track, start, end, vector / np.linalg.norm(vector), continues)
+
+
+def test_associator_never_puts_one_identity_twice_in_a_camera_at_once():
+    associator = OnlineAssociator(AssociationConfig(threshold=0.5, center=False))
+    first = associator.assign([observation(1, "c1", 1, 0, 10, [1, 0, 0])])
+    # same appearance, same camera, overlapping time: must open a new identity
+    second = associator.assign([observation(2, "c1", 2, 5, 15, [1, 0.01, 0])])
+    # same appearance in another camera: joins; later re-entry in c1 after the first track ended: joins too
+    third = associator.assign([observation(3, "c2", 9, 5, 15, [1, 0.02, 0]), observation(4, "c1", 3, 30, 40, [1, 0, 0.01])])
+    assert first[0].how == second[0].how == "new" and first[0].global_id != second[0].global_id
+    assert {a.how for a in third} == {"matched"}
+    assert {a.uid: a.global_id for a in third}[4] in (first[0].global_id, second[0].global_id)
+
+
+def test_running_track_keeps_its_identity_busy_and_topology_windows_apply():
+    config = AssociationConfig(threshold=0.5, center=False,
+                               transitions=[{"src": "c1", "dst": "c2", "min_s": 5, "max_s": 20}])
+    config = load_pipeline_config(None, {"association": vars(config)}).association
+    associator = OnlineAssociator(config)
+    a = associator.assign([observation(1, "c1", 1, 0, 10, [1, 0], continues=True)])[0]
+    # another c1 track after the cut, while track 1 is still running: may not join
+    b = associator.assign([observation(2, "c1", 2, 12, 20, [1, 0.01])])[0]
+    # c2 two seconds after c1 ended is outside the 5..20 s window: may not join either
+    c = associator.assign([observation(3, "c2", 5, 12, 20, [1, 0])])[0]
+    continued = associator.assign([observation(4, "c1", 1, 10.1, 25, [0, 1])])[0]
+    assert b.global_id != a.global_id and c.global_id != a.global_id
+    assert continued.how == "continued" and continued.global_id == a.global_id
+
+
+def test_refinement_merges_split_identities_but_respects_constraints():
+    config = AssociationConfig(threshold=0.2, refine_threshold=0.3, center=False)
+    obs = [observation(1, "c1", 1, 0, 10, [1, 0.0]), observation(2, "c2", 1, 2, 12, [1, 0.5]),
+           observation(3, "c1", 2, 5, 8, [1, -0.05]), observation(4, "c3", 1, 40, 50, [0, 1])]
+    online = {1: 1, 2: 2, 3: 3, 4: 4}
+    final = refine_identities(obs, online, config)
+    assert final[1] == final[2] == 1  # cosine distance 0.106 < 0.3: merged, keeping the online id 1
+    assert final[3] != final[1]  # same camera at the same time as uid 1
+    assert final[4] not in (final[1], final[3])
