@@ -61,6 +61,8 @@ class TrackTable:
         return len(self.track_id)
 
     def keep(self, mask: np.ndarray) -> None:
+        if mask.all():
+            return
         for name in self.COLUMNS:
             setattr(self, name, getattr(self, name)[mask])
 
@@ -96,6 +98,7 @@ class ByteTracker:
         self.frame_id += 1
         t = self.tracks
         t.mean, t.cov = self.kalman.predict(*self._freeze_lost_height_velocity(t.mean, t.cov))
+        self._predicted_boxes = self.kalman.boxes(t.mean)  # valid for every track not yet matched
 
         det_free = np.ones(len(dets), dtype=bool)
         track_free = np.ones(len(t), dtype=bool)
@@ -137,7 +140,7 @@ class ByteTracker:
 
     def _search_boxes(self, track_idx: np.ndarray) -> np.ndarray:
         """The boxes detections must overlap to match these tracks: their predictions."""
-        return self.kalman.boxes(self.tracks.mean[track_idx])
+        return self._predicted_boxes[track_idx]
 
     def _apply_matches(self, track_idx, det_idx, dets, det_free, track_free) -> None:
         if len(track_idx) == 0:

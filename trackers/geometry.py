@@ -21,26 +21,29 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
 
 def xyxy_to_xyah(boxes: np.ndarray) -> np.ndarray:
     """Centre x, centre y, aspect ratio w/h, height: the Kalman filter's measurement space."""
-    w = boxes[:, 2] - boxes[:, 0]
-    h = np.maximum(boxes[:, 3] - boxes[:, 1], 1e-6)
-    return np.stack([boxes[:, 0] + w / 2, boxes[:, 1] + h / 2, w / h, h], axis=1)
+    out = xyxy_to_xywh(boxes)
+    out[:, 3] = np.maximum(out[:, 3], 1e-6)
+    out[:, 2] /= out[:, 3]
+    return out
 
 
 def xyah_to_xyxy(xyah: np.ndarray) -> np.ndarray:
-    w = xyah[:, 2] * xyah[:, 3]
-    h = xyah[:, 3]
-    x1 = xyah[:, 0] - w / 2
-    y1 = xyah[:, 1] - h / 2
-    return np.stack([x1, y1, x1 + w, y1 + h], axis=1)
+    xywh = xyah[:, :4].copy()
+    xywh[:, 2] *= xywh[:, 3]
+    return xywh_to_xyxy(xywh)
 
 
 def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
     """Centre x, centre y, width, height."""
-    w = boxes[:, 2] - boxes[:, 0]
-    h = boxes[:, 3] - boxes[:, 1]
-    return np.stack([boxes[:, 0] + w / 2, boxes[:, 1] + h / 2, w, h], axis=1)
+    out = np.empty((len(boxes), 4))
+    out[:, 2:4] = boxes[:, 2:4] - boxes[:, 0:2]
+    out[:, 0:2] = boxes[:, 0:2] + out[:, 2:4] / 2
+    return out
 
 
 def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
+    out = np.empty((len(xywh), 4))
     half = xywh[:, 2:4] / 2
-    return np.concatenate([xywh[:, :2] - half, xywh[:, :2] + half], axis=1)
+    out[:, 0:2] = xywh[:, 0:2] - half
+    out[:, 2:4] = xywh[:, 0:2] + half
+    return out

@@ -38,11 +38,12 @@ class BatchKalmanFilter:
         return xywh_to_xyxy(mean[:, :NDIM]) if self.box_space == "xywh" else xyah_to_xyxy(mean[:, :NDIM])
 
     def _std(self, boxes: np.ndarray, weight: float, aspect_std: float) -> np.ndarray:
+        """(T, 4) noise standard deviations proportional to box size (aspect ratio: a fixed std)."""
         if self.box_space == "xywh":
-            w, h = boxes[:, 2], boxes[:, 3]
-            return weight * np.stack([w, h, w, h], axis=1)
-        h = boxes[:, 3]
-        return np.stack([weight * h, weight * h, np.full(len(h), aspect_std), weight * h], axis=1)
+            return weight * boxes[:, [2, 3, 2, 3]]
+        std = weight * boxes[:, [3, 3, 3, 3]]
+        std[:, 2] = aspect_std
+        return std
 
     def initiate(self, measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Means and covariances for new tracks from (T, 4) measurements."""
@@ -50,7 +51,9 @@ class BatchKalmanFilter:
         mean[:, :NDIM] = measurements
         std = np.concatenate([self._std(measurements, 2 * self.std_weight_position, 1e-2),
                               self._std(measurements, 10 * self.std_weight_velocity, 1e-5)], axis=1)
-        return mean, _diag(std**2)
+        cov = np.zeros((len(measurements), 2 * NDIM, 2 * NDIM))
+        _add_to_diagonal(cov, std**2)
+        return mean, cov
 
     def predict(self, mean: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if len(mean) == 0:
@@ -58,15 +61,16 @@ class BatchKalmanFilter:
         std = np.concatenate([self._std(mean, self.std_weight_position, 1e-2),
                               self._std(mean, self.std_weight_velocity, 1e-5)], axis=1)
         mean = mean @ _MOTION.T
-        cov = _MOTION @ cov @ _MOTION.T + _diag(std**2)
+        cov = _MOTION @ cov @ _MOTION.T
+        _add_to_diagonal(cov, std**2)
         return mean, cov
 
     def update(self, mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Correct each track's state with its matched (T, 4) measurement."""
         if len(mean) == 0:
             return mean, cov
-        std = self._std(mean, self.std_weight_position, 1e-1)
-        innovation_cov = cov[:, :NDIM, :NDIM] + _diag(std**2)
+        innovation_cov = cov[:, :NDIM, :NDIM].copy()
+        _add_to_diagonal(innovation_cov, self._std(mean, self.std_weight_position, 1e-1) ** 2)
         cross_cov = cov[:, :, :NDIM]  # cov @ H.T with H = [I 0]
         gain = np.linalg.solve(innovation_cov, cross_cov.transpose(0, 2, 1)).transpose(0, 2, 1)
         innovation = measurements - mean[:, :NDIM]
@@ -75,8 +79,7 @@ class BatchKalmanFilter:
         return mean, cov
 
 
-def _diag(values: np.ndarray) -> np.ndarray:
-    out = np.zeros(values.shape + (values.shape[-1],))
+def _add_to_diagonal(matrices: np.ndarray, values: np.ndarray) -> None:
+    """In place: ``matrices[t] += diag(values[t])`` for a stack of square matrices."""
     idx = np.arange(values.shape[-1])
-    out[..., idx, idx] = values
-    return out
+    matrices[:, idx, idx] += values
