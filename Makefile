@@ -10,7 +10,6 @@ export YOLO_OFFLINE := 1
 
 $(BIN)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
 	touch $@
 
