@@ -244,7 +244,8 @@ class StreamSource:
         self._queue.close()
         self._thread.join(self.options.close_wait_s)
         if self._thread.is_alive():
-            log.info("%s: reader still blocked in the network; it exits at its open or read timeout", self.camera_id)
+            log.info("%s: reader still blocked in the network; it exits at its open or read timeout",
+                     self.camera_id)
         self._set_state(StreamState.CLOSED, "closed")
 
     # ---- reader thread ---------------------------------------------------------------------------

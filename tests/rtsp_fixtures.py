@@ -33,7 +33,8 @@ CLIP_SOURCES = {  # mount name -> real video under the data root
 }
 GST_CHECK = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
              "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
-             "missing = [e for e in ('multifilesrc', 'h264parse', 'rtph264pay') if not Gst.ElementFactory.find(e)]; "
+             "needed = ('multifilesrc', 'h264parse', 'rtph264pay'); "
+             "missing = [e for e in needed if not Gst.ElementFactory.find(e)]; "
              "print(' '.join(missing))")
 
 
@@ -48,7 +49,8 @@ def missing_tools() -> str:
         last = (check.stderr.strip().splitlines() or ["?"])[-1]
         return f"{SYSTEM_PYTHON} cannot load gst-rtsp-server ({last}); run .ci/install_system_deps.sh"
     if check.stdout.strip():
-        return f"GStreamer elements missing: {check.stdout.strip()} (plugins-good/-bad; .ci/install_system_deps.sh)"
+        missing = check.stdout.strip()
+        return f"GStreamer elements missing: {missing} (plugins-good/-bad; .ci/install_system_deps.sh)"
     return ""
 
 

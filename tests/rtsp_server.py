@@ -4,8 +4,9 @@ Run it with the SYSTEM python (Debian's python3-gi; a venv python usually cannot
 
     /usr/bin/python3 tests/rtsp_server.py --port 0 --mount cam1=/tmp/a.h264 --mount cam2=/tmp/b.h264
 
-Each file must be an Annex-B H.264 elementary stream (``ffmpeg ... -c:v libx264 -bf 0 -f h264 out.h264``, no B-frames): unlike
-mp4, it can be looped by ``multifilesrc`` without a seek, so a mount streams for as long as the server runs.
+Each file must be an Annex-B H.264 elementary stream without B-frames
+(``ffmpeg ... -c:v libx264 -bf 0 -f h264 out.h264``): unlike mp4, it can be looped by ``multifilesrc``
+without a seek, so a mount streams for as long as the server runs.
 ``--fps`` must be the rate the files were encoded at; the raw stream carries no timestamps of its own.
 When the server listens it prints ``READY <port>`` on stdout (``--port 0`` picks a free port). It runs
 until it is killed; tests stop it by process id.
