@@ -8,6 +8,9 @@ Each tracklet becomes one or more N-frame clips (``test_mode``: 'even' samples N
 over the tracklet; 'all' uses every frame in consecutive clips and averages them). Clips of all
 tracklets are batched together. On CUDA the model runs in fp16 autocast with channels_last.
 ``weights`` may be an STA checkpoint (.pt) or an ONNX export (.onnx, run with onnxruntime).
+``runtime='onnxruntime'`` (or 'auto' on CPU) runs a checkpoint or untrained model through its ONNX export,
+made once and cached by reid/onnx_cache.py: about 2x faster than torch on CPU, same embeddings
+(cosine > 0.999). ``threads`` sets onnxruntime's intra-op threads (default: torch.get_num_threads()).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from reid.model import ReIDConfig, build_model, load_config
 from reid.preprocess import IMAGENET_MEAN, IMAGENET_STD, TEST_MODES, check_tracklets, clip_indices, normalize, resize_crop
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "reid" / "embedder.yaml"
+RUNTIMES = ("torch", "onnxruntime", "auto")
 
 
 @dataclass
@@ -35,11 +39,13 @@ class EmbedderConfig:
     batch_size: int = 16     # clips per forward pass
     test_mode: str = "even"  # even | all
     fp16: bool = True        # autocast on CUDA (ignored on CPU)
+    runtime: str = "torch"   # torch | onnxruntime (cached ONNX export) | auto (onnxruntime on CPU, torch on CUDA)
 
 
 class Embedder:
     def __init__(self, weights: str | Path | None = None, device: str = "auto", cfg: ReIDConfig | str | Path | None = None,
-                 batch_size: int = 16, test_mode: str = "even", seq_len: int | None = None, fp16: bool = True):
+                 batch_size: int = 16, test_mode: str = "even", seq_len: int | None = None, fp16: bool = True,
+                 runtime: str = "torch", threads: int | None = None):
         if weights is not None and cfg is not None:
             raise ValueError("pass either weights (a checkpoint or .onnx) or cfg (an untrained model), not both")
         if test_mode not in TEST_MODES:
@@ -48,14 +54,18 @@ class Embedder:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if seq_len is not None and seq_len < 1:
             raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
         if weights is None and cfg is None:  # the model named in configs/reid/embedder.yaml
             weights, cfg = _model_source(load_dataclass(EmbedderConfig, DEFAULT_CONFIG))
         self.batch_size = batch_size
         self.test_mode = test_mode
         if weights is not None and str(weights).endswith(".onnx"):
-            self._backend = _OnnxBackend(Path(weights))
+            self._backend = _OnnxBackend(Path(weights), threads)
         else:
             self._backend = _TorchBackend(weights, cfg, _resolve_device(device), fp16)
+            if runtime == "onnxruntime" or (runtime == "auto" and self._backend.device == "cpu"):
+                self._backend = self._backend.as_onnx(seq_len or self._backend.seq_len, threads)
         self.seq_len = seq_len or self._backend.seq_len
         if self._backend.fixed_seq_len and self.seq_len != self._backend.seq_len:
             raise ValueError(f"{weights}: exported for seq_len {self._backend.seq_len}, got seq_len={seq_len}")
@@ -65,7 +75,7 @@ class Embedder:
         """An Embedder with every setting (model and runtime options) from an EmbedderConfig YAML."""
         c = load_dataclass(EmbedderConfig, path)
         weights, cfg = _model_source(c)
-        return cls(weights, c.device, cfg, c.batch_size, c.test_mode, fp16=c.fp16)
+        return cls(weights, c.device, cfg, c.batch_size, c.test_mode, fp16=c.fp16, runtime=c.runtime)
 
     @property
     def embedding_dim(self) -> int:
@@ -122,6 +132,11 @@ class _TorchBackend:
     def device(self) -> str:
         return str(self._device)
 
+    def as_onnx(self, seq_len: int, threads: int | None) -> "_OnnxBackend":
+        from reid.onnx_cache import cached_onnx
+
+        return _OnnxBackend(cached_onnx(self.model, self.cfg, seq_len), threads)
+
     @torch.inference_mode()
     def run(self, pixels: np.ndarray) -> np.ndarray:
         clips = normalize(torch.from_numpy(pixels).to(self._device, non_blocking=True))
@@ -132,13 +147,17 @@ class _TorchBackend:
 class _OnnxBackend:
     fixed_seq_len = True
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, threads: int | None = None):
         import onnxruntime  # only needed for ONNX models
 
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {path}")
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()  # one knob (torch.set_num_threads) for both engines
+        # default: one knob (torch.set_num_threads) for both engines
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        # idle pool threads would spin on cores that the detector or other processes need
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(str(path), options, providers=onnxruntime.get_available_providers())
         model_input = self.session.get_inputs()[0]
         _, self.seq_len, _, height, width = model_input.shape

@@ -1,0 +1,50 @@
+"""A torch STA model's ONNX export, made once and reused from a cache folder.
+
+On CPU onnxruntime runs the MobileNetV2 STA model about 2x faster than torch (benchmarks/bench_reid.py),
+but exporting takes seconds, so each export is kept as ``<cache>/reid_onnx/<name>_<hash>.onnx``. The hash
+covers every parameter and buffer of the model, its config, N, the exporter's opset and the torch
+version: other weights or settings never reuse a stale file. ``<cache>`` is $MTMC_CACHE, else runs/cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from configs import REPO_ROOT
+from reid.model import ReIDConfig
+
+CACHE_ENV = "MTMC_CACHE"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or REPO_ROOT / "runs" / "cache")
+
+
+def model_hash(model: torch.nn.Module, cfg: ReIDConfig, seq_len: int, opset: int) -> str:
+    digest = hashlib.sha256()
+    settings = {"config": cfg.to_dict(), "seq_len": seq_len, "opset": opset, "torch": torch.__version__}
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+def cached_onnx(model: torch.nn.Module, cfg: ReIDConfig, seq_len: int, root: Path | None = None) -> Path:
+    """Path of ``model``'s ONNX export for N = ``seq_len`` clips, exporting it on the first call."""
+    # the project's one exporter; imported here so `import reid` does not load the tools package
+    from tools.export_reid import OPSET, export_onnx
+
+    key = model_hash(model, cfg, seq_len, OPSET)
+    path = (root or cache_root()) / "reid_onnx" / f"sta_{cfg.backbone}_{cfg.temporal_pool}_n{seq_len}_{key}.onnx"
+    if path.is_file():
+        return path
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.onnx")
+    export_onnx(model, partial, seq_len, tuple(cfg.input_size))
+    os.replace(partial, path)  # atomic: a concurrent process sees no file or a whole one
+    return path
