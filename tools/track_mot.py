@@ -1,6 +1,7 @@
 """Run a tracker on MOTChallenge public detections and write MOTChallenge result files.
 
-    python tools/track_mot.py --data ../shared/data/mot15 --out runs/mot15/ocbyte [--tracker ocbyte]
+    python tools/track_mot.py --data ../shared/data/mot15 --out runs/mot15 \
+        --config configs/trackers/bytetrack_buffered_mot15.yaml
 
 For every sequence under --data with det/det.txt (and seqinfo.ini for frame rate and length) it
 writes OUT/<seq>.txt. Online (causal) unless --interpolate N fills gaps of up to N frames afterwards.

@@ -5,7 +5,9 @@
     tracks = tracker.update(dets)   # dets (N, 5): x1, y1, x2, y2, score
     # tracks (M, 7): x1, y1, x2, y2, track_id, score, det_index
 
-Parameters come from ``configs/trackers/<name>.yaml``; keyword overrides win. A custom tracker only
+Parameters come from ``configs/trackers/<name>.yaml`` (or ``config=`` another YAML, e.g. the MOT15
+calibrations ``configs/trackers/<name>_mot15.yaml``); keyword overrides win. Score thresholds depend on
+the detector: the defaults suit YOLO-family detectors. A custom tracker only
 needs an ``update(dets) -> tracks`` method with the same arrays to plug into the pipeline.
 """
 
