@@ -49,7 +49,8 @@ def filter_boxes(boxes: np.ndarray, conf: float, min_height: float) -> np.ndarra
 class YoloxOnnxDetector:
     """YOLOX exported to ONNX (raw head output: cx, cy, w, h on grids, sigmoid obj and class scores)."""
 
-    def __init__(self, model: str | Path, conf: float = 0.3, iou: float = 0.5, min_height: float = 0.0):
+    def __init__(self, model: str | Path, conf: float = 0.3, iou: float = 0.5, min_height: float = 0.0,
+                 threads: int = 0):
         import onnxruntime as ort
 
         self.model_path = Path(model)
@@ -62,6 +63,10 @@ class YoloxOnnxDetector:
         try:
             options = ort.SessionOptions()
             options.log_severity_level = 3
+            options.intra_op_num_threads = threads  # 0: onnxruntime's default, one per physical core
+            options.inter_op_num_threads = 1
+            # idle pool threads would spin on cores that the embedder or other processes need
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self.session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own untyped errors for bad files
             raise DetectorError(f"{self.model_path}: not a loadable ONNX model ({err})") from None
@@ -183,11 +188,15 @@ def det_files_for(config: DetectorConfig, camera_ids: Sequence[str]) -> dict[str
     return dict(zip(camera_ids, map(Path, files)))
 
 
-def create_detector(config: DetectorConfig, camera_ids: Sequence[str], device: str = "auto") -> Detector:
-    """Build the adapter named by ``config.name``; raises DetectorError with a fix when it cannot."""
+def create_detector(config: DetectorConfig, camera_ids: Sequence[str], device: str = "auto",
+                    threads: int = 0) -> Detector:
+    """Build the adapter named by ``config.name``; raises DetectorError with a fix when it cannot.
+
+    ``threads``: onnxruntime intra-op threads for YOLOX (0: its default).
+    """
     if config.name == "yolox":
         model = config.model or str(data_root() / "models" / "yolox_nano.onnx")
-        return YoloxOnnxDetector(model, config.conf, config.iou, config.min_height)
+        return YoloxOnnxDetector(model, config.conf, config.iou, config.min_height, threads)
     if config.name == "ultralytics":
         return UltralyticsDetector(config.model or "yolo11n.pt", config.conf, config.iou, config.imgsz, device,
                                    config.min_height)

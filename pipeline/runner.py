@@ -6,14 +6,17 @@
 
 Frames are taken in timestamp order across cameras (cameras may run at different frame rates); all
 cameras whose next frame falls in the same time slot go to the detector as one batch. A source that
-fails is recorded and dropped while the others go on.
+fails is recorded and dropped while the others go on. Finished tracklets are embedded in batches on a
+worker thread while detection goes on, and assigned global ids in the order they finished.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -26,10 +29,12 @@ from pipeline.config import PipelineConfig, config_to_dict
 from pipeline.detectors import Detector, create_detector
 from pipeline.render import render_video
 from pipeline.sinks import OutputWriter
-from pipeline.sources import Frame, Source, SourceError, default_camera_id, open_source
+from pipeline.sources import Frame, Source, SourceError, default_camera_id, open_source, shown_spec
 from pipeline.tracklets import Tracklet, TrackletBuffer
 
-STAGES = ("decode", "detect", "track", "buffer", "embed", "associate", "write")
+STAGES = ("decode", "detect", "track", "buffer", "embed", "embed_wait", "associate", "write")
+CONTINUED_REASONS = ("max_length", "mature")  # tracklet cuts after which the local track goes on
+MAX_BATCHES_IN_FLIGHT = 2  # bounds the crops held in memory when embedding falls behind detection
 
 
 @dataclass
@@ -76,10 +81,17 @@ def default_tracker_factory(name: str, overrides: dict[str, Any]) -> Callable[[f
     return lambda fps: trackers.create_tracker(chosen, frame_rate=fps, **overrides)
 
 
-def default_embedder(config: PipelineConfig):
+def engine_threads() -> int:
+    """Intra-op threads for the detector and for the embedder: they run at the same time, so half the cores each."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // 2)
+
+
+def default_embedder(config: PipelineConfig, threads: int | None = None):
     from reid import Embedder
 
-    return Embedder(weights=config.reid.weights or None, device=config.device, batch_size=config.reid.batch_size)
+    return Embedder(weights=config.reid.weights or None, device=config.device, batch_size=config.reid.batch_size,
+                    runtime="auto", threads=threads)
 
 
 class MultiCameraPipeline:
@@ -101,7 +113,7 @@ class MultiCameraPipeline:
         return ids
 
     def _open(self, spec: str | Source, camera_id: str) -> SourceState:
-        state = SourceState(spec if isinstance(spec, str) else repr(spec), camera_id)
+        state = SourceState(shown_spec(spec) if isinstance(spec, str) else repr(spec), camera_id)
         try:
             state.source = spec if not isinstance(spec, str) else open_source(
                 spec, camera_id, self.config.max_frames, self.config.image_fps)
@@ -113,11 +125,11 @@ class MultiCameraPipeline:
 
     def _build_components(self, camera_ids: list[str]) -> None:
         if self.detector is None:
-            self.detector = create_detector(self.config.detector, camera_ids, self.config.device)
+            self.detector = create_detector(self.config.detector, camera_ids, self.config.device, engine_threads())
         if self.tracker_factory is None:
             self.tracker_factory = default_tracker_factory(self.config.tracker.name, self.config.tracker.overrides)
         if self.embedder is None:
-            self.embedder = default_embedder(self.config)
+            self.embedder = default_embedder(self.config, engine_threads())
 
     # ---- run ---------------------------------------------------------------------------------------
     def run(self, sources: Sequence[str | Source]) -> dict[str, Any]:
@@ -137,6 +149,7 @@ class MultiCameraPipeline:
         self.associator = OnlineAssociator(self.config.association)
         self.timer = StageTimer()
         self.waiting: list[Tracklet] = []
+        self.in_flight: deque[tuple[list[Tracklet], Future]] = deque()  # batches sent to the embedding worker
         self.observations: list[Observation] = []  # kept for the offline pass only
         self.online_ids: dict[int, int] = {}
         self.counts = defaultdict(int)
@@ -144,8 +157,10 @@ class MultiCameraPipeline:
             if state.status == "failed":
                 self.writer.event("source_error", camera=state.camera_id, error=state.error, frame=None)
         started = time.perf_counter()
-        self._loop(states)
-        self._drain(self.buffer.flush())
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as self.embed_worker:
+            self._loop(states)
+            self._drain(self.buffer.flush())
+            self._assign_embedded(keep=0)
         final_ids, mode = self._finish()
         wall = time.perf_counter() - started
         self._render(states, sources)
@@ -208,25 +223,38 @@ class MultiCameraPipeline:
         self.waiting += finished
         if len(self.waiting) >= self.config.reid.batch_size:
             self._drain([])
+        self._assign_embedded()
 
     def _drain(self, finished: list[Tracklet]) -> None:
-        """Embed and assign every waiting tracklet now."""
+        """Send every waiting tracklet to the embedding worker now."""
         self.waiting += finished
-        if not self.waiting:
-            return
-        tracklets, self.waiting = self.waiting, []
-        observations = self.timer.time("embed", self._embed, tracklets)
-        assignments = self.timer.time("associate", self.associator.assign, observations)
-        self.timer.time("write", self._write, tracklets, assignments)
+        if self.waiting:
+            tracklets, self.waiting = self.waiting, []
+            future = self.embed_worker.submit(self.timer.time, "embed", self._embed, tracklets)
+            self.in_flight.append((tracklets, future))
+        self._assign_embedded()
 
-    def _embed(self, tracklets: list[Tracklet]) -> list[Observation]:
+    def _assign_embedded(self, keep: int = MAX_BATCHES_IN_FLIGHT) -> None:
+        """Assign ids to embedded batches, oldest first, waiting for the oldest while more than ``keep`` are out."""
+        while self.in_flight and (len(self.in_flight) > keep or self.in_flight[0][1].done()):
+            tracklets, future = self.in_flight.popleft()
+            vectors = self.timer.time("embed_wait", future.result)
+            observations = self._observations(tracklets, vectors)
+            assignments = self.timer.time("associate", self.associator.assign, observations)
+            self.timer.time("write", self._write, tracklets, assignments)
+
+    def _embed(self, tracklets: list[Tracklet]) -> dict[int, np.ndarray]:
+        """Embedding worker thread: uid -> vector for the tracklets long enough to embed."""
         usable = [t for t in tracklets if t.crops and len(t) >= self.config.tracklets.min_length]
         vectors = self.embedder.embed([t.crops for t in usable]) if usable else np.zeros((0, 0))
-        by_uid = {t.uid: v for t, v in zip(usable, vectors)}
-        self.counts["crops_embedded"] += sum(min(len(t.crops), self._crops_per_embed()) for t in usable)
+        return {t.uid: v for t, v in zip(usable, vectors)}
+
+    def _observations(self, tracklets: list[Tracklet], by_uid: dict[int, np.ndarray]) -> list[Observation]:
+        self.counts["crops_embedded"] += sum(min(len(t.crops), self._crops_per_embed()) for t in tracklets
+                                             if t.uid in by_uid)
         self.counts["tracklets"] += len(tracklets)
         observations = [Observation(t.uid, t.camera_id, t.track_id, t.start_time, t.end_time, by_uid.get(t.uid),
-                                    continues=t.end_reason == "max_length") for t in tracklets]
+                                    continues=t.end_reason in CONTINUED_REASONS) for t in tracklets]
         if self.config.association.refine:
             self.observations += observations
         return observations
