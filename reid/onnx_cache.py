@@ -2,8 +2,9 @@
 
 On CPU onnxruntime runs the MobileNetV2 STA model about 2x faster than torch (benchmarks/bench_reid.py),
 but exporting takes seconds, so each export is kept as ``<cache>/reid_onnx/<name>_<hash>.onnx``. The hash
-covers every parameter and buffer of the model, its config, N, the exporter's opset and the torch
-version: other weights or settings never reuse a stale file. ``<cache>`` is $MTMC_CACHE, else runs/cache.
+covers every parameter and buffer of the model, its config, N, the exporter's opset, the torch version
+and the source of the modules defining the model: other weights, settings or model code never reuse a
+stale file. ``<cache>`` is $MTMC_CACHE, else runs/cache.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from configs import REPO_ROOT
 from reid.model import ReIDConfig
 
 CACHE_ENV = "MTMC_CACHE"
+MODEL_SOURCES = ("model.py", "attention.py", "backbones.py")  # the reid code that defines what is exported
 
 
 def cache_root() -> Path:
@@ -29,6 +31,8 @@ def model_hash(model: torch.nn.Module, cfg: ReIDConfig, seq_len: int, opset: int
     digest = hashlib.sha256()
     settings = {"config": cfg.to_dict(), "seq_len": seq_len, "opset": opset, "torch": torch.__version__}
     digest.update(json.dumps(settings, sort_keys=True).encode())
+    for source in MODEL_SOURCES:
+        digest.update((Path(__file__).parent / source).read_bytes())
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())

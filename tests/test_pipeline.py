@@ -1,8 +1,9 @@
 """End-to-end runs of the multi-camera pipeline on short real clips (PETS09-S2L1 pseudo-cameras, TUD).
 
 Detections come from the ground-truth files (the MOT-file detector), so these tests exercise tracking,
-tracklets, STA embedding, association and outputs on real pixels without detector noise. Association
-unit tests use hand-made vectors: they check the constraints, not the embedder.
+tracklets, STA embedding, association and outputs on real pixels without detector noise. The runs
+share one embedder (the pipeline's default: the CPU fast path). Association unit tests use hand-made
+vectors: they check the constraints, not the embedder.
 """
 
 import json
@@ -20,7 +21,7 @@ from configs import REPO_ROOT, data_root
 from pipeline.association import Observation, OnlineAssociator, refine_identities
 from pipeline.config import AssociationConfig, TrackletConfig, load_pipeline_config
 from pipeline.motio import read_mot_rows
-from pipeline.runner import MultiCameraPipeline
+from pipeline.runner import MultiCameraPipeline, default_embedder, engine_threads
 from pipeline.tracklets import TrackletBuffer
 from tools.make_multicam import load_config, make_multicam
 
@@ -43,13 +44,18 @@ def scene(tmp_path_factory) -> Path:
     return out
 
 
-def run_scene(scene: Path, out: Path, cameras: list[str], extra_sources=(), extra_gt=(), **overrides):
+@pytest.fixture(scope="module")
+def embedder():
+    return default_embedder(load_pipeline_config(REPO_ROOT / "configs" / "pipeline.yaml", {}), engine_threads())
+
+
+def run_scene(scene: Path, out: Path, cameras: list[str], embedder, extra_sources=(), extra_gt=(), **overrides):
     sources = [str(scene / f"{c}.mp4") for c in cameras] + list(extra_sources)
     gt_files = [str(scene / "gt" / c / "gt" / "gt.txt") for c in cameras] + list(extra_gt)
     values = {"output.out": str(out), "progress": False, "max_frames": FRAMES, "detector.name": "mot",
               "detector.det_files": gt_files, "detector.conf": 0.5, **overrides}
     config = load_pipeline_config(REPO_ROOT / "configs" / "pipeline.yaml", values)
-    return MultiCameraPipeline(config).run(sources)
+    return MultiCameraPipeline(config, embedder=embedder).run(sources)
 
 
 def events(out: Path) -> list[dict]:
@@ -57,9 +63,9 @@ def events(out: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def three_cameras(scene, tmp_path_factory):
+def three_cameras(scene, embedder, tmp_path_factory):
     out = tmp_path_factory.mktemp("run3")
-    return out, run_scene(scene, out, ["cam1", "cam2", "cam3"])
+    return out, run_scene(scene, out, ["cam1", "cam2", "cam3"], embedder)
 
 
 @needs_data
@@ -105,8 +111,8 @@ def test_people_in_the_overlap_get_one_global_id_across_cameras(three_cameras, s
 
 
 @needs_data
-def test_unrelated_scene_shares_no_identity(scene, tmp_path):
-    summary = run_scene(scene, tmp_path, ["cam1", "cam3"], extra_sources=[str(TUD / "TUD-Stadtmitte.mp4")],
+def test_unrelated_scene_shares_no_identity(scene, embedder, tmp_path):
+    summary = run_scene(scene, tmp_path, ["cam1", "cam3"], embedder, extra_sources=[str(TUD / "TUD-Stadtmitte.mp4")],
                         extra_gt=[str(TUD / "gt" / "gt.txt")])
     pets = set(read_mot_rows(tmp_path / "cam1.txt")[:, 1]) | set(read_mot_rows(tmp_path / "cam3.txt")[:, 1])
     tud = set(read_mot_rows(tmp_path / "TUD-Stadtmitte.txt")[:, 1])
@@ -124,7 +130,7 @@ def image_folder_with_a_broken_image(folder: Path, count: int) -> Path:
 
 
 @needs_data
-def test_failing_source_is_reported_while_the_others_finish(scene, tmp_path):
+def test_failing_source_is_reported_while_the_others_finish(scene, embedder, tmp_path):
     from tests.test_sources import write_truncated_avi
 
     broken = tmp_path / "broken.avi"
@@ -133,7 +139,7 @@ def test_failing_source_is_reported_while_the_others_finish(scene, tmp_path):
     empty_dets.write_text("")
     folder = image_folder_with_a_broken_image(tmp_path / "empty_room", 30)
     out = tmp_path / "out"
-    summary = run_scene(scene, out, ["cam1"], extra_sources=[str(broken), str(tmp_path / "missing.mp4"), str(folder)],
+    summary = run_scene(scene, out, ["cam1"], embedder, extra_sources=[str(broken), str(tmp_path / "missing.mp4"), str(folder)],
                         extra_gt=[str(empty_dets)] * 3, image_fps=25.0)
     status = {s["camera"]: s for s in summary["sources"]}
     # a 25 fps camera beside a 10 fps one: both read to the end, the empty one gives an empty valid file
