@@ -1,13 +1,17 @@
 """Command line of run_pipeline.py: flags are named like the config keys (``--detector.conf 0.4``).
 
-Exit codes: 0 all sources processed; 2 some source failed (the others' outputs are complete and valid);
-1 nothing could run (bad config, detector weights missing, every source failed).
+Stream URLs (rtsp://, rtmp://, http(s)://) or ``--duration`` select live mode (pipeline/live.py): online
+ids as tracklets mature, until the duration ends or SIGINT/SIGTERM (a second signal exits at once).
+Exit codes: 0 all sources processed; 2 some source failed (the others' outputs are complete and valid;
+in live mode: a stream that is gone or never delivered a frame); 1 nothing could run (bad config,
+detector weights missing, every source failed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import typing
 from typing import Any, Sequence
@@ -21,6 +25,7 @@ SHORTCUTS = {
     "--reid": ("reid.weights", str, "STA checkpoint (.pt) or .onnx; default: ImageNet-initialised STA MobileNetV2"),
     "--tracker": ("tracker.name", str, "per-camera tracker name (default: trackers.DEFAULT_TRACKER)"),
     "--out": ("output.out", str, "output folder"),
+    "--duration": ("live.duration_s", float, "live mode: stop after SECONDS (default: run until SIGINT/SIGTERM)"),
 }
 
 
@@ -39,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                "--association.threshold 0.3). Exit code 2 = some source failed, 1 = nothing ran.",
     )
     parser.add_argument("--sources", nargs="+", required=True, metavar="SRC",
-                        help="video files, image folders or webcam indices, one per camera")
+                        help="stream URLs (rtsp/rtmp/http), video files, image folders or webcam indices, "
+                             "one per camera")
     parser.add_argument("--config", default=None, help="YAML config (e.g. configs/pipeline.yaml)")
     parser.add_argument("--camera-ids", nargs="+", dest="camera_ids", default=None, help="one name per source")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda:N")
@@ -78,12 +84,15 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pipeline.detectors import DetectorError
+    from pipeline.live import LivePipeline, is_live_run
     from pipeline.runner import MultiCameraPipeline
     from pipeline.sources import SourceError
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_pipeline_config(args.config, overrides_from_args(args))
-        summary = MultiCameraPipeline(config).run(args.sources)
+        pipeline_class = LivePipeline if is_live_run(args.sources, config) else MultiCameraPipeline
+        summary = pipeline_class(config).run(args.sources)
     except (ConfigError, DetectorError, SourceError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -99,6 +108,10 @@ def report(summary: dict[str, Any], out_dir: str) -> int:
     stages = ", ".join(f"{k} {v:.1f}" for k, v in summary["stage_ms_per_frame"].items())
     print(f"{summary['frames']} frames, {summary['tracks']} tracks, {summary['identities']} identities; "
           f"mode: {summary['mode']}; {summary['throughput_fps']} frames/s; ms/frame: {stages}")
+    if "live" in summary:
+        live, latency = summary["live"], summary["live"]["latency"]["capture_to_event"]
+        print(f"live: stopped by {live['stopped_by']} after {live['ran_s']} s; capture->event latency median "
+              f"{latency['median_s']} s, p95 {latency['p95_s']} s; dropped frames {live['dropped_share']}")
     print(f"outputs in {out_dir}")
     failed = len(summary["failed_sources"])
     if failed == len(summary["sources"]):

@@ -78,6 +78,22 @@ class OutputConfig:
 
 
 @dataclass
+class LiveConfig:
+    """Live mode (any rtsp/rtmp/http source): online ids only, bounded by duration or a signal."""
+
+    duration_s: float = 0.0  # stop after this many seconds of processing; 0 = until SIGINT/SIGTERM
+    # a new tracklet is cut, embedded and given its global id once its track has this many boxes (the
+    # track goes on under that id); 0 = only when the track ends or reaches tracklets.max_length
+    mature_after: int = 15
+    queue_size: int = 2  # newest frames kept per stream; older ones are dropped (and counted)
+    open_timeout_s: float = 5.0  # a camera that does not answer the connect within this is retried
+    read_timeout_s: float = 5.0  # a stream without frames this long is reconnected
+    backoff_max_s: float = 10.0  # a camera that is down is retried at least this often
+    gone_after_s: float = 30.0  # down this long: state "gone" (still retried; the run reports it failed)
+    give_up_after_s: float = 0.0  # down this long: stop retrying that camera; 0 = never
+
+
+@dataclass
 class PipelineConfig:
     device: str = "auto"  # auto | cpu | cuda:N (ReID and Ultralytics)
     camera_ids: list[str] = field(default_factory=list)  # default: source file stems
@@ -90,6 +106,7 @@ class PipelineConfig:
     tracklets: TrackletConfig = field(default_factory=TrackletConfig)
     association: AssociationConfig = field(default_factory=AssociationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
 
 
 def load_pipeline_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
@@ -143,6 +160,11 @@ def _check(config: PipelineConfig) -> None:
         (config.association.gallery_size >= 1, "association.gallery_size must be >= 1"),
         (0.0 < config.association.threshold <= 2.0, "association.threshold must be in (0, 2]"),
         (config.image_fps > 0, "image_fps must be > 0"),
+        (config.live.duration_s >= 0, "live.duration_s must be >= 0"),
+        (config.live.mature_after >= 0, "live.mature_after must be >= 0"),
+        (config.live.queue_size >= 1, "live.queue_size must be >= 1"),
+        (min(config.live.open_timeout_s, config.live.read_timeout_s, config.live.backoff_max_s) > 0,
+         "live.open_timeout_s, live.read_timeout_s and live.backoff_max_s must be > 0"),
     ]
     for ok, message in checks:
         if not ok:

@@ -148,7 +148,11 @@ class WebcamSource:
 
 
 def default_camera_id(spec: str) -> str:
-    """``videos/cam1.mp4`` -> ``cam1``; ``0`` -> ``webcam0``; ``seq/img1`` -> ``seq``."""
+    """``videos/cam1.mp4`` -> ``cam1``; ``0`` -> ``webcam0``; ``seq/img1`` -> ``seq``; a URL: its last path part."""
+    from pipeline.streams import default_stream_camera_id, is_stream_url  # streams.py imports this module
+
+    if is_stream_url(spec):
+        return default_stream_camera_id(spec)
     if spec.isdigit():
         return f"webcam{spec}"
     path = Path(spec)
@@ -157,9 +161,20 @@ def default_camera_id(spec: str) -> str:
     return path.stem or spec
 
 
+def shown_spec(spec: str) -> str:
+    """A source spec as it may appear in logs, events and summaries: stream URLs without credentials."""
+    from pipeline.streams import is_stream_url, redact_url
+
+    return redact_url(spec) if is_stream_url(spec) else spec
+
+
 def open_source(spec: str, camera_id: str | None = None, max_frames: int = 0, image_fps: float = 25.0) -> Source:
-    """Open a source from a CLI spec: a webcam index, an image folder, or a video file."""
+    """Open a source from a CLI spec: a stream URL, a webcam index, an image folder, or a video file."""
+    from pipeline.streams import StreamSource, is_stream_url
+
     camera_id = camera_id or default_camera_id(spec)
+    if is_stream_url(spec):
+        return StreamSource(spec, camera_id)
     if spec.isdigit():
         return WebcamSource(int(spec), camera_id, max_frames=max_frames)
     path = Path(spec)

@@ -224,6 +224,11 @@ class StreamSource:
             elif self._gave_up:
                 raise SourceError(f"{self.url}: {self._last_error or 'stream gone'}")
 
+    @property
+    def gave_up(self) -> bool:
+        """True once the reader stopped for good (down longer than ``give_up_after_s``)."""
+        return self._gave_up
+
     def wait_for_state(self, *states: StreamState, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while self._state not in states and time.monotonic() < deadline:
