@@ -209,3 +209,20 @@ def test_sigint_mid_run_finishes_outputs_and_summary(rtsp_servers, live_runs, tm
     assert any(e["event"] == "live_stopping" and e["reason"] == "SIGINT" for e in events)
     assert all(len(rows) > 0 for rows in mot.values())
     assert summary["frames"] == sum(s["frames"] for s in summary["sources"]) > 0
+
+
+def test_first_signal_asks_to_stop_and_a_second_exits_at_once():
+    script = ("import os, signal, sys, time\n"
+              "from pipeline.live import StopSignals\n"
+              "with StopSignals() as stop:\n"
+              "    os.kill(os.getpid(), signal.SIGTERM)\n"
+              "    time.sleep(0.1)\n"
+              "    print('requested', stop.requested, flush=True)\n"
+              "    os.kill(os.getpid(), signal.SIGINT)\n"
+              "    time.sleep(5)\n"
+              "print('not reached', flush=True)\n")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert done.stdout.splitlines() == ["requested SIGTERM"], done.stdout + done.stderr
+    assert done.returncode == 128 + signal.SIGINT and "SIGINT again: exiting at once" in done.stderr
+    assert time.monotonic() - started < 4.5  # did not sit out the sleep
