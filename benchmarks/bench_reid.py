@@ -84,7 +84,7 @@ def calibrate_batchnorm(model: torch.nn.Module, cfg: ReIDConfig, clips: int = 4)
 
 def make_embedder(engine: str, checkpoint: Path, cfg: ReIDConfig, device: str) -> Embedder:
     if engine == "onnxruntime":
-        from tools.export_reid import export_onnx
+        from reid.export import export_onnx
 
         model, _, _ = load_checkpoint(checkpoint)
         path = export_onnx(model, checkpoint.with_suffix(".onnx"), cfg.seq_len, cfg.input_size)

@@ -41,8 +41,7 @@ def model_hash(model: torch.nn.Module, cfg: ReIDConfig, seq_len: int, opset: int
 
 def cached_onnx(model: torch.nn.Module, cfg: ReIDConfig, seq_len: int, root: Path | None = None) -> Path:
     """Path of ``model``'s ONNX export for N = ``seq_len`` clips, exporting it on the first call."""
-    # the project's one exporter; imported here so `import reid` does not load the tools package
-    from tools.export_reid import OPSET, export_onnx
+    from reid.export import OPSET, export_onnx
 
     key = model_hash(model, cfg, seq_len, OPSET)
     path = (root or cache_root()) / "reid_onnx" / f"sta_{cfg.backbone}_{cfg.temporal_pool}_n{seq_len}_{key}.onnx"
