@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from configs import ConfigError, build_dataclass, read_yaml
+from pipeline.appearance import COLOUR_NORMS
 
 
 @dataclass
@@ -46,6 +47,8 @@ class TrackletConfig:
     lost_timeout: int = 30  # frames without an update before a track's tracklet is finalised
     min_length: int = 3  # tracklets with fewer boxes are written under their track's identity but not matched
     min_crop_height: int = 24  # pixels; smaller boxes are not used as ReID crops
+    # per-camera colour normalisation of crops (pipeline/appearance.py): none | gray | meanstd
+    colour_norm: str = "none"
 
 
 @dataclass
@@ -155,6 +158,7 @@ def _check(config: PipelineConfig) -> None:
         (0.0 <= config.detector.conf <= 1.0, "detector.conf must be in [0, 1]"),
         (config.tracklets.crops_per_tracklet >= 1, "tracklets.crops_per_tracklet must be >= 1"),
         (config.tracklets.max_length >= 2, "tracklets.max_length must be >= 2"),
+        (config.tracklets.colour_norm in COLOUR_NORMS, f"tracklets.colour_norm must be one of {COLOUR_NORMS}"),
         (config.tracklets.lost_timeout >= 1, "tracklets.lost_timeout must be >= 1"),
         (config.association.gallery_metric in ("min", "mean"), "association.gallery_metric must be min or mean"),
         (config.association.gallery_size >= 1, "association.gallery_size must be >= 1"),

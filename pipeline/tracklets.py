@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.appearance import CameraColourStats
 from pipeline.config import TrackletConfig
 
 
@@ -105,10 +106,12 @@ class TrackletBuffer:
         self.active: dict[tuple[str, int], Tracklet] = {}
         self.parts: dict[tuple[str, int], int] = {}  # next part number per (camera, track)
         self._uids = itertools.count(1)
+        self.colour = CameraColourStats(config.colour_norm)
 
     def update(self, camera_id: str, frame_index: int, timestamp: float, image: np.ndarray,
                tracks: np.ndarray) -> list[Tracklet]:
         finished = []
+        self.colour.observe(camera_id, image)
         if len(tracks):
             quality = crop_quality(tracks[:, [0, 1, 2, 3, 5]], image.shape, self.config.min_crop_height)
             for track, score in zip(tracks, quality):
@@ -166,6 +169,7 @@ class TrackletBuffer:
     def _finalise(self, key: tuple[str, int], reason: str) -> Tracklet:
         tracklet = self.active.pop(key)
         tracklet.end_reason = reason
-        tracklet.crops = [crop for _, _, crop in sorted(tracklet._bins.values(), key=lambda item: item[1])]
+        tracklet.crops = [self.colour.normalise(tracklet.camera_id, crop)
+                          for _, _, crop in sorted(tracklet._bins.values(), key=lambda item: item[1])]
         tracklet._bins = {}
         return tracklet

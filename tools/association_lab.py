@@ -1,0 +1,228 @@
+"""Association experiments without re-running the whole pipeline each time.
+
+Three cached stages, each keyed by its settings:
+  collect  sources -> detector -> trackers -> tracklet buffer (frame-synchronous, like the runner with
+           equal frame rates); tracklets with their crops go to a pickle
+  embed    the tracklets' crops -> STA embeddings (npy)
+  score    online association (runner batching) + offline refinement -> mtmc.txt -> TrackEval MTMC IDF1,
+           plus appearance diagnostics against the ground truth (same/different person distance AUC,
+           MTMC IDF1 with oracle association = the ceiling association can reach on these tracklets)
+
+    python tools/association_lab.py --config configs/demo.yaml --scene runs/demo/cameras --detector mot \\
+        --cache runs/assoc_lab --set association.threshold=0.6 --set tracklets.colour_norm=meanstd
+
+Final figures must come from run_pipeline.py / tools/demo.py; this tool only ranks settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import pickle
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from pipeline.association import Observation, OnlineAssociator, normalise, refine_identities  # noqa: E402
+from pipeline.config import PipelineConfig, load_pipeline_config  # noqa: E402
+from pipeline.detectors import create_detector  # noqa: E402
+from pipeline.motio import read_mot_rows, rows_by_frame  # noqa: E402
+from pipeline.runner import default_tracker_factory  # noqa: E402
+from pipeline.sinks import mtmc_lines  # noqa: E402
+from pipeline.sources import open_source  # noqa: E402
+from pipeline.tracklets import Tracklet, TrackletBuffer  # noqa: E402
+from tools.evaluation import evaluate_mtmc  # noqa: E402
+
+
+def settings_key(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def collect(config: PipelineConfig, sources: list[str], cameras: list[str]) -> list[Tracklet]:
+    """Tracklets in the order the runner would finalise them (all cameras stepped frame by frame)."""
+    opened = [open_source(s, c, config.max_frames) for s, c in zip(sources, cameras)]
+    detector = create_detector(config.detector, cameras, "cpu")
+    factory = default_tracker_factory(config.tracker.name, config.tracker.overrides)
+    streams, trackers = [iter(s) for s in opened], [factory(s.fps) for s in opened]
+    buffer = TrackletBuffer(config.tracklets)
+    finished: list[Tracklet] = []
+    with tqdm(desc="collect", unit="step") as bar:
+        while streams:
+            frames, alive = [], []
+            for stream, tracker in zip(streams, trackers):
+                frame = next(stream, None)
+                if frame is not None:
+                    frames.append(frame)
+                    alive.append((stream, tracker))
+            if not frames:
+                break
+            for frame, dets, (_, tracker) in zip(frames, detector.detect(frames), alive):
+                tracks = tracker.update(np.asarray(dets, dtype=np.float64).reshape(-1, 5))
+                finished += buffer.update(frame.camera_id, frame.index, frame.timestamp, frame.image, tracks)
+            bar.update()
+    return finished + buffer.flush()
+
+
+def embed(tracklets: list[Tracklet], config: PipelineConfig, test_mode: str) -> np.ndarray:
+    from reid import Embedder
+
+    embedder = Embedder(weights=config.reid.weights or None, device="cpu", batch_size=config.reid.batch_size,
+                        test_mode=test_mode)
+    vectors = np.full((len(tracklets), embedder.embedding_dim), np.nan, dtype=np.float32)
+    rows = [i for i, t in enumerate(tracklets) if t.crops and len(t) >= config.tracklets.min_length]
+    for start in tqdm(range(0, len(rows), 16), desc="embed"):
+        chunk = rows[start:start + 16]
+        vectors[chunk] = embedder.embed([tracklets[i].crops for i in chunk])
+    return vectors
+
+
+def observations_of(tracklets: list[Tracklet], vectors: np.ndarray) -> list[Observation]:
+    return [Observation(t.uid, t.camera_id, t.track_id, t.start_time, t.end_time,
+                        None if np.isnan(v).any() else v, continues=t.end_reason == "max_length")
+            for t, v in zip(tracklets, vectors)]
+
+
+def associate(observations: list[Observation], config: PipelineConfig) -> dict[int, int]:
+    """The runner's scheme: online batches of reid.batch_size tracklets, then the offline pass."""
+    associator = OnlineAssociator(config.association)
+    online: dict[int, int] = {}
+    size = config.reid.batch_size
+    for start in range(0, len(observations), size):
+        online.update({a.uid: a.global_id for a in associator.assign(observations[start:start + size])})
+    if not config.association.refine:
+        return online
+    return refine_identities(observations, online, config.association)
+
+
+def write_mtmc(tracklets: list[Tracklet], ids: dict[int, int], cameras: list[str], path: Path) -> None:
+    number = {c: i + 1 for i, c in enumerate(cameras)}
+    path.write_text("".join(mtmc_lines(number[t.camera_id], t.mot_rows(ids[t.uid])) for t in tracklets))
+
+
+def gt_labels(tracklets: list[Tracklet], scene: Path) -> list[int]:
+    """Majority ground-truth id of each tracklet's boxes (IoU >= 0.5), -1 when none matches."""
+    per_camera: dict[str, list[np.ndarray]] = {}
+    labels = []
+    for t in tracklets:
+        if t.camera_id not in per_camera:
+            path = scene / "gt" / t.camera_id / "gt" / "gt.txt"
+            per_camera[t.camera_id] = rows_by_frame(read_mot_rows(path), 100000) if path.is_file() else []
+        votes: dict[int, int] = {}
+        for frame, box in zip(t.frames, t.boxes):
+            gt = per_camera[t.camera_id][frame] if frame < len(per_camera[t.camera_id]) else np.zeros((0, 6))
+            if len(gt):
+                g = np.column_stack([gt[:, 2], gt[:, 3], gt[:, 2] + gt[:, 4], gt[:, 3] + gt[:, 5]])
+                ious = box_iou(box[:4], g)
+                if ious.max() >= 0.5:
+                    gid = int(gt[ious.argmax(), 1])
+                    votes[gid] = votes.get(gid, 0) + 1
+        labels.append(max(votes, key=votes.get) if votes else -1)
+    return labels
+
+
+def oracle_ids(tracklets: list[Tracklet], labels: list[int]) -> dict[int, int]:
+    """Each tracklet under its gt id (longest first), a fresh id where that would repeat an id in a frame."""
+    taken: dict[tuple[str, int], set[int]] = {}
+    ids = {}
+    for t, label in sorted(zip(tracklets, labels), key=lambda pair: -len(pair[0])):
+        frames = taken.setdefault((t.camera_id, label), set())
+        if label < 0 or frames.intersection(t.frames):
+            ids[t.uid] = 100000 + t.uid
+        else:
+            ids[t.uid] = label
+            frames.update(t.frames)
+    return ids
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x1, y1 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
+    x2, y2 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area - inter, 1e-9)
+
+
+def separation(observations: list[Observation], labels: list[int], centre: bool) -> dict[str, float]:
+    """ROC AUC of (negated) cosine distance for same vs different person, over cross-camera pairs."""
+    keep = [i for i, o in enumerate(observations) if o.embedding is not None and labels[i] >= 0]
+    vectors = np.asarray([observations[i].embedding for i in keep])
+    if centre:
+        vectors = normalise(vectors - vectors.mean(0))
+    distance = 1.0 - vectors @ vectors.T
+    same, different = [], []
+    for a in range(len(keep)):
+        for b in range(a + 1, len(keep)):
+            if observations[keep[a]].camera_id != observations[keep[b]].camera_id:
+                (same if labels[keep[a]] == labels[keep[b]] else different).append(distance[a, b])
+    same, different = np.asarray(same), np.asarray(different)
+    auc = float((same[:, None] < different[None, :]).mean()) if len(same) and len(different) else float("nan")
+    return {"auc": round(auc, 4), "same": round(float(np.median(same)), 3),
+            "different": round(float(np.median(different)), 3)}
+
+
+def evaluate(tracklets, ids, cameras, scene: Path, out: Path) -> dict[str, float]:
+    write_mtmc(tracklets, ids, cameras, out)
+    metrics = evaluate_mtmc(scene / "mtmc_gt.txt", out)
+    per_camera = [m["IDF1"] for m in metrics["per_camera"].values()]
+    mean = float(np.mean(per_camera))
+    return {"mtmc_idf1": round(100 * metrics["MTMC"]["IDF1"], 1), "mean_cam_idf1": round(100 * mean, 1),
+            "ratio": round(metrics["MTMC"]["IDF1"] / mean, 3), "per_cam": [round(100 * v, 1) for v in per_camera],
+            "identities": len(set(ids.values()))}
+
+
+def parse_sets(items: list[str]) -> dict[str, object]:
+    values = {}
+    for item in items:
+        key, _, text = item.partition("=")
+        values[key] = yaml.safe_load(text)
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="configs/demo.yaml")
+    parser.add_argument("--scene", required=True, help="make_multicam output folder (videos, gt, mtmc_gt.txt)")
+    parser.add_argument("--cameras", nargs="+", default=None, help="camera names (default: cameras.json)")
+    parser.add_argument("--detector", default="mot", help="mot (scene gt boxes) | yolox")
+    parser.add_argument("--cache", default="runs/assoc_lab")
+    parser.add_argument("--set", action="append", default=[], help="dotted.key=value config override")
+    parser.add_argument("--test-mode", default="even")
+    args = parser.parse_args(argv)
+    scene, cache = Path(args.scene), Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    cameras = args.cameras or [r["name"] for r in json.loads((scene / "cameras.json").read_text())]
+    sources = [str(scene / f"{c}.mp4") for c in cameras]
+    det_files = [str(scene / "gt" / c / "gt" / "gt.txt") for c in cameras]
+    overrides = {"detector.name": args.detector, "progress": False, **parse_sets(args.set)}
+    if args.detector == "mot":
+        overrides.update({"detector.det_files": det_files, "detector.conf": 0.5})
+    config = load_pipeline_config(args.config, overrides)
+
+    collect_key = settings_key(str(scene), cameras, sources, config.detector, config.tracker, config.tracklets)
+    tracklet_file = cache / f"tracklets_{collect_key}.pkl"
+    if not tracklet_file.is_file():
+        tracklet_file.write_bytes(pickle.dumps(collect(config, sources, cameras)))
+    tracklets = pickle.loads(tracklet_file.read_bytes())
+    embed_key = settings_key(collect_key, config.reid.weights, args.test_mode, config.tracklets.min_length)
+    vector_file = cache / f"vectors_{embed_key}.npy"
+    if not vector_file.is_file():
+        np.save(vector_file, embed(tracklets, config, args.test_mode))
+    observations = observations_of(tracklets, np.load(vector_file))
+    ids = associate(observations, config)
+    labels = gt_labels(tracklets, scene)
+    oracle = oracle_ids(tracklets, labels)
+    result = {"tracklets": len(tracklets), **evaluate(tracklets, ids, cameras, scene, cache / "mtmc.txt"),
+              "oracle_mtmc_idf1": evaluate(tracklets, oracle, cameras, scene, cache / "oracle.txt")["mtmc_idf1"],
+              "separation": separation(observations, labels, config.association.center)}
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
