@@ -29,7 +29,8 @@ def _make_mars(root: Path) -> None:
         for number, (pid, cam, length) in enumerate(tracks, start=1):
             start = len(names) + 1
             for frame in range(1, length + 1):
-                name = format_mars_name(max(pid, 0), cam, number, frame).replace("0000C", "00-1C") if pid < 0 else format_mars_name(pid, cam, number, frame)
+                name = format_mars_name(max(pid, 0), cam, number, frame)
+                name = "00-1" + name[4:] if pid < 0 else name  # MARS spells the distractor pid -1 as 00-1
                 _write_image(root / f"bbox_{split}" / name[:4] / name, 10 * frame)
                 names.append(name)
             rows.append((start, len(names), pid, cam))
