@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from reid.datasets import TrackletRecord, VideoReIDDataset
 from reid.metrics import RetrievalResult, cosine_distance, evaluate_retrieval
-from reid.model import STAModel, STAOutput
+from reid.model import STAModel
 from reid.preprocess import clip_indices
 from reid.transforms import read_frames, to_clip
 
@@ -51,18 +51,8 @@ def tracklet_features(
 
 
 def _clip_features(model: STAModel, clips: torch.Tensor, feature: str) -> torch.Tensor:
-    output = outputs_from_maps(model, model.frame_features(clips))
+    output = model.forward_maps(model.frame_features(clips))
     return (output.embedding if feature == "embedding" else output.features).float()
-
-
-def outputs_from_maps(model: STAModel, maps: torch.Tensor) -> STAOutput:
-    """STAModel.forward from per-frame maps (B, N, D, h, w) on: lets training feed maps of a frozen,
-    cached backbone stem through the rest, and evaluation read the pooled feature. Mirrors
-    STAModel.forward; logits are None in eval mode or without a classifier."""
-    pooled, g = model.temporal_pool(maps)
-    embedding = model.relu(model.bn(model.fc(pooled)))
-    logits = model.classifier(embedding) if model.training and model.classifier is not None else None
-    return STAOutput(embedding, logits, g, pooled)
 
 
 def evaluate_model(

@@ -121,11 +121,16 @@ class STAModel(nn.Module):
         return pooled, g
 
     def forward(self, clips: torch.Tensor) -> STAOutput | torch.Tensor:
-        pooled, g = self.temporal_pool(self.frame_features(clips))
+        output = self.forward_maps(self.frame_features(clips))
+        return output if self.training else output.embedding
+
+    def forward_maps(self, maps: torch.Tensor) -> STAOutput:
+        """Everything after the backbone, from per-frame maps (B, N, D, h, w): lets training feed the
+        maps of a frozen, cached backbone stem and evaluation read the pooled feature. Logits are None
+        in eval mode or without a classifier."""
+        pooled, g = self.temporal_pool(maps)
         embedding = self.relu(self.bn(self.fc(pooled)))
-        if not self.training:
-            return embedding
-        logits = self.classifier(embedding) if self.classifier is not None else None
+        logits = self.classifier(embedding) if self.training and self.classifier is not None else None
         return STAOutput(embedding, logits, g, pooled)
 
 

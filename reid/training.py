@@ -26,7 +26,7 @@ from tqdm import tqdm
 from configs import ConfigError, load_dataclass
 from reid.checkpoint import save_checkpoint
 from reid.datasets import TrackletRecord, load_dataset
-from reid.evaluation import TEST_MODES, evaluate_model, outputs_from_maps
+from reid.evaluation import TEST_MODES, evaluate_model
 from reid.losses import STALoss
 from reid.model import ReIDConfig, STAModel, STAOutput, build_model
 from reid.sampling import PKBatchSampler, restricted_random_indices
@@ -155,7 +155,7 @@ class CachedStemClips:
 
     def forward(self, model: STAModel, stems: torch.Tensor) -> STAOutput:
         maps = model.backbone[self.frozen :](stems.flatten(0, 1)).unflatten(0, stems.shape[:2])
-        return outputs_from_maps(model, maps)
+        return model.forward_maps(maps)
 
 
 def train(run: TrainRunConfig) -> TrainResult:
