@@ -8,19 +8,22 @@ travel-time windows are forbidden). A match needs a distance under the threshold
 tracklet opens a new identity.
 
 Offline (``refine_identities``): a final agglomerative pass (average linkage) over all local tracks,
-under the same constraints; its clusters are renumbered to keep the online ids where they agree.
+under the same constraints, enforced on whole clusters; distances come from the scene-adaptive metric
+(pipeline/scene_metric.py) when the run gives enough constraints to learn it, else from the cosine of
+the tracklet embeddings. Its clusters are renumbered to keep the online ids where they agree.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from pipeline.config import AssociationConfig, TransitionWindow
+from pipeline.scene_metric import CropGroup, SceneMetric
 
 INFEASIBLE = 1e6
 
@@ -36,6 +39,7 @@ class Observation:
     end_time: float
     embedding: np.ndarray | None  # L2-normalised; None when the tracklet had no usable crop
     continues: bool = False  # the local track goes on in a later tracklet (cut at max_length)
+    crop_features: np.ndarray | None = None  # (C, D) per-crop features for the offline scene metric, if computed
 
 
 @dataclass
@@ -215,18 +219,44 @@ class _Cluster:
     spans: dict[str, list[tuple[float, float]]]
 
 
-def refine_identities(observations: Sequence[Observation], online: dict[int, int], config: AssociationConfig
-                      ) -> dict[int, int]:
+def refine_identities(observations: Sequence[Observation], online: dict[int, int], config: AssociationConfig,
+                      info: dict | None = None) -> dict[int, int]:
     """Offline pass: cluster local tracks (average linkage, constrained) and return uid -> global id.
 
     ``online`` (uid -> online global id) decides the numbering: each cluster takes the online id most of
     its tracklets had, so ids change only where the global pass disagrees with the online one.
+    ``info``, when given, gets "metric": which distance the pass used.
     """
-    threshold = config.refine_threshold if config.refine_threshold >= 0 else config.threshold
     members = _group_by_track(observations)
     clusters = [_Cluster([i], _track_spans(positions, observations)) for i, positions in enumerate(members)]
-    _agglomerate(clusters, _track_distances(members, observations, config), threshold, config.transitions)
+    metric = _fit_metric(observations, config)
+    if metric is not None:
+        distance, threshold = _metric_distances(metric, members, observations, config), config.metric_threshold
+    else:
+        distance = _track_distances(members, observations, config)
+        threshold = config.refine_threshold if config.refine_threshold >= 0 else config.threshold
+    if info is not None:
+        info["metric"] = (f"scene metric from {metric.pairs} cannot-link pairs" if metric is not None
+                          else "cosine on tracklet embeddings")
+    _agglomerate(clusters, distance, threshold, config.transitions)
     return _renumber(clusters, members, observations, online)
+
+
+def _fit_metric(observations: Sequence[Observation], config: AssociationConfig) -> SceneMetric | None:
+    """The scene metric learned from this run's tracklets; None when off or too few constraints."""
+    if not config.scene_metric:
+        return None
+    return SceneMetric.fit([CropGroup(o.camera_id, o.track_id, o.start_time, o.end_time, o.crop_features)
+                            for o in observations if o.embedding is not None and o.crop_features is not None], config)
+
+
+def _metric_distances(metric: SceneMetric, members: list[list[int]], observations: Sequence[Observation],
+                      config: AssociationConfig) -> np.ndarray | None:
+    """Distances between local tracks (min or mean over tracklet pairs) in the learned metric."""
+    projected = [replace(o, embedding=metric.embed(o.crop_features), crop_features=None)
+                 if o.embedding is not None and o.crop_features is not None and len(o.crop_features)
+                 else replace(o, embedding=None) for o in observations]
+    return _track_distances(members, projected, replace(config, center=False))
 
 
 def _group_by_track(observations: Sequence[Observation]) -> list[list[int]]:

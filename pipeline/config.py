@@ -68,7 +68,15 @@ class AssociationConfig:
     gallery_metric: str = "min"  # min | mean: distance of a tracklet to an identity's gallery
     center: bool = True  # subtract the running mean embedding (generic features share a large common part)
     refine: bool = True  # offline runs: final global clustering pass over all tracklets
-    refine_threshold: float = 0.8  # distance threshold of that pass; < 0 = same as threshold
+    refine_threshold: float = 0.8  # distance threshold of that pass (plain cosine); < 0 = same as threshold
+    # scene-adaptive metric for the offline pass (pipeline/scene_metric.py): LDA on per-crop features with
+    # must-links within local tracks and cannot-links between same-camera tracks that overlap in time
+    scene_metric: bool = True
+    metric_dims: int = 16  # LDA output dimensions
+    metric_pca_dims: int = 64  # PCA before LDA (fewer when the run has fewer crops)
+    metric_shrinkage: float = 0.1  # within-track scatter += shrinkage * mean eigenvalue * I
+    metric_min_pairs: int = 10  # fewer cannot-link pairs than this: plain cosine on tracklet embeddings
+    metric_threshold: float = 0.5  # cosine distance threshold of the offline pass in the learned metric
     # camera topology: when non-empty, a transition between two cameras not listed here is forbidden
     transitions: list[TransitionWindow] = field(default_factory=list)
 
@@ -163,6 +171,10 @@ def _check(config: PipelineConfig) -> None:
         (config.association.gallery_metric in ("min", "mean"), "association.gallery_metric must be min or mean"),
         (config.association.gallery_size >= 1, "association.gallery_size must be >= 1"),
         (0.0 < config.association.threshold <= 2.0, "association.threshold must be in (0, 2]"),
+        (0.0 < config.association.metric_threshold <= 2.0, "association.metric_threshold must be in (0, 2]"),
+        (config.association.metric_dims >= 1 and config.association.metric_pca_dims >= 1,
+         "association.metric_dims and association.metric_pca_dims must be >= 1"),
+        (config.association.metric_shrinkage >= 0, "association.metric_shrinkage must be >= 0"),
         (config.image_fps > 0, "image_fps must be > 0"),
         (config.live.duration_s >= 0, "live.duration_s must be >= 0"),
         (config.live.mature_after >= 0, "live.mature_after must be >= 0"),

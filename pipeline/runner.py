@@ -28,11 +28,12 @@ from pipeline.association import Assignment, Observation, OnlineAssociator, refi
 from pipeline.config import PipelineConfig, config_to_dict
 from pipeline.detectors import Detector, create_detector
 from pipeline.render import render_video
+from pipeline.scene_metric import embed_crops
 from pipeline.sinks import OutputWriter
 from pipeline.sources import Frame, Source, SourceError, default_camera_id, open_source, shown_spec
 from pipeline.tracklets import Tracklet, TrackletBuffer
 
-STAGES = ("decode", "detect", "track", "buffer", "embed", "embed_wait", "associate", "write")
+STAGES = ("decode", "detect", "track", "buffer", "embed", "embed_crops", "embed_wait", "associate", "write")  # embed includes embed_crops
 CONTINUED_REASONS = ("max_length", "mature")  # tracklet cuts after which the local track goes on
 MAX_BATCHES_IN_FLIGHT = 2  # bounds the crops held in memory when embedding falls behind detection
 
@@ -87,20 +88,21 @@ def engine_threads() -> int:
     return max(1, cores // 2)
 
 
-def default_embedder(config: PipelineConfig, threads: int | None = None):
+def default_embedder(config: PipelineConfig, threads: int | None = None, seq_len: int | None = None):
     from reid import Embedder
 
     return Embedder(weights=config.reid.weights or None, device=config.device, batch_size=config.reid.batch_size,
-                    runtime="auto", threads=threads)
+                    runtime="auto", threads=threads, seq_len=seq_len)
 
 
 class MultiCameraPipeline:
     def __init__(self, config: PipelineConfig, detector: Detector | None = None, embedder: Any = None,
-                 tracker_factory: Callable[[float], Any] | None = None):
+                 tracker_factory: Callable[[float], Any] | None = None, crop_embedder: Any = None):
         self.config = config
         self.detector = detector
         self.embedder = embedder
         self.tracker_factory = tracker_factory
+        self.crop_embedder = crop_embedder  # seq_len=1: per-crop features for the offline scene metric
 
     # ---- setup -------------------------------------------------------------------------------------
     def _camera_ids(self, sources: Sequence[str | Source]) -> list[str]:
@@ -130,6 +132,11 @@ class MultiCameraPipeline:
             self.tracker_factory = default_tracker_factory(self.config.tracker.name, self.config.tracker.overrides)
         if self.embedder is None:
             self.embedder = default_embedder(self.config, engine_threads())
+        if self.crop_embedder is None and self._wants_crop_features():
+            self.crop_embedder = default_embedder(self.config, engine_threads(), seq_len=1)
+
+    def _wants_crop_features(self) -> bool:
+        return self.config.association.refine and self.config.association.scene_metric
 
     # ---- run ---------------------------------------------------------------------------------------
     def run(self, sources: Sequence[str | Source]) -> dict[str, Any]:
@@ -243,18 +250,25 @@ class MultiCameraPipeline:
             assignments = self.timer.time("associate", self.associator.assign, observations)
             self.timer.time("write", self._write, tracklets, assignments)
 
-    def _embed(self, tracklets: list[Tracklet]) -> dict[int, np.ndarray]:
-        """Embedding worker thread: uid -> vector for the tracklets long enough to embed."""
+    def _embed(self, tracklets: list[Tracklet]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+        """Embedding worker thread: uid -> vector for the tracklets long enough to embed, and uid -> per-crop
+        features when the offline pass learns a scene metric."""
         usable = [t for t in tracklets if t.crops and len(t) >= self.config.tracklets.min_length]
         vectors = self.embedder.embed([t.crops for t in usable]) if usable else np.zeros((0, 0))
-        return {t.uid: v for t, v in zip(usable, vectors)}
+        crops = (self.timer.time("embed_crops", embed_crops, self.crop_embedder, [t.crops for t in usable])
+                 if self._wants_crop_features() else [])
+        return {t.uid: v for t, v in zip(usable, vectors)}, {t.uid: c for t, c in zip(usable, crops)}
 
-    def _observations(self, tracklets: list[Tracklet], by_uid: dict[int, np.ndarray]) -> list[Observation]:
+    def _observations(self, tracklets: list[Tracklet],
+                      embedded: tuple[dict[int, np.ndarray], dict[int, np.ndarray]]) -> list[Observation]:
+        by_uid, crops_by_uid = embedded
         self.counts["crops_embedded"] += sum(min(len(t.crops), self._crops_per_embed()) for t in tracklets
                                              if t.uid in by_uid)
+        self.counts["crops_embedded_singly"] += sum(len(c) for c in crops_by_uid.values())
         self.counts["tracklets"] += len(tracklets)
         observations = [Observation(t.uid, t.camera_id, t.track_id, t.start_time, t.end_time, by_uid.get(t.uid),
-                                    continues=t.end_reason in CONTINUED_REASONS) for t in tracklets]
+                                    continues=t.end_reason in CONTINUED_REASONS, crop_features=crops_by_uid.get(t.uid))
+                        for t in tracklets]
         if self.config.association.refine:
             self.observations += observations
         return observations
@@ -287,15 +301,16 @@ class MultiCameraPipeline:
         if not self.config.association.refine:
             self.writer.finalise(self.online_ids)
             return self.online_ids, "online"
+        info: dict[str, Any] = {}
         final = self.timer.time("associate", refine_identities, self.observations, self.online_ids,
-                                self.config.association)
+                                self.config.association, info)
         for uid, global_id in final.items():
             if global_id != self.online_ids[uid]:
                 self.writer.event("identity_updated", uid=uid, old_global_id=self.online_ids[uid],
                                   global_id=global_id)
         self.counts["refine_changes"] = sum(final[u] != self.online_ids[u] for u in final)
         self.writer.finalise(final)
-        return final, "offline (online assignment + global refinement pass)"
+        return final, f"offline (online assignment + global refinement pass, {info['metric']})"
 
     def _render(self, states: list[SourceState], sources: Sequence[str | Source]) -> None:
         if not self.config.output.save_video:
@@ -323,6 +338,7 @@ class MultiCameraPipeline:
             "identities": len(set(final_ids.values())),
             "detections": self.counts["detections"],
             "crops_embedded": self.counts["crops_embedded"],
+            "crops_embedded_singly": self.counts["crops_embedded_singly"],  # per-crop features for the scene metric
             "refine_changes": self.counts.get("refine_changes", 0),
             "stage_ms_per_frame": {k: round(v, 3) for k, v in per_frame.items()},
             "wall_s": round(wall, 3),

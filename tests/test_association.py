@@ -88,3 +88,120 @@ def test_buffer_gives_normalised_crops(frame):
     finished = {t.camera_id: t for t in buffer.flush()}
     difference = np.abs(finished["a"].crops[0].astype(int) - finished["b"].crops[0].astype(int)).mean()
     assert len(finished["a"].crops) >= 1 and difference < 2.0
+
+
+# ---- offline pass: scene-adaptive metric (pipeline/scene_metric.py) and constrained clustering ----------------
+
+PETS_GT = data_root() / "mot15" / "PETS09-S2L1" / "gt" / "gt.txt"
+GROUP_FRAMES = 10  # one pseudo-tracklet = one person's crops over this many frames
+FRAME_STEP = 2  # every other frame: crops of one group differ a little, as in a real tracklet
+
+
+def pets_groups(frames: int = 200) -> tuple[list, list[int]]:
+    """Real PETS09 crops grouped like tracklets: (CropGroup list with per-crop STA features, gt id per group)."""
+    from pipeline.motio import read_mot_rows
+    from pipeline.runner import default_embedder
+    from pipeline.scene_metric import CropGroup, embed_crops
+    from pipeline.tracklets import crop_image
+
+    rows = read_mot_rows(PETS_GT)
+    capture = cv2.VideoCapture(str(PETS_VIDEO))
+    crops: dict[tuple[int, int], list[np.ndarray]] = {}
+    for index in range(frames):
+        ok, image = capture.read()
+        assert ok, f"cannot read frame {index} of {PETS_VIDEO}"
+        if index % FRAME_STEP:
+            continue
+        for row in rows[rows[:, 0] == index + 1]:
+            box = np.array([row[2], row[3], row[2] + row[4], row[3] + row[5]])
+            if row[5] >= 60:
+                crops.setdefault((int(row[1]), index // GROUP_FRAMES), []).append(crop_image(image, box))
+    capture.release()
+    keys = [k for k, v in crops.items() if len(v) >= 3]
+    embedder = default_embedder(load_pipeline_config(None, {"device": "cpu"}), threads=2, seq_len=1)
+    features = embed_crops(embedder, [crops[k] for k in keys])
+    groups = [CropGroup("pets", person, chunk * GROUP_FRAMES, chunk * GROUP_FRAMES + GROUP_FRAMES - 1, f)
+              for (person, chunk), f in zip(keys, features)]
+    return groups, [person for person, _ in keys]
+
+
+def same_different_auc(vectors: np.ndarray, labels: list[int], pairs: list[tuple[int, int]]) -> float:
+    distance = 1.0 - vectors @ vectors.T
+    same = [distance[i, j] for i, j in pairs if labels[i] == labels[j]]
+    different = [distance[i, j] for i, j in pairs if labels[i] != labels[j]]
+    return float((np.asarray(same)[:, None] < np.asarray(different)[None, :]).mean())
+
+
+@needs_pets
+@pytest.mark.skipif(not PETS_GT.is_file(), reason=f"PETS09-S2L1 gt absent: {PETS_GT} (set MTMC_DATA)")
+def test_scene_metric_separates_real_people_better_than_cosine():
+    """Learned from the first half without labels (overlap = different), judged on pairs across the halves."""
+    from pipeline.association import normalise
+    from pipeline.config import AssociationConfig
+    from pipeline.scene_metric import SceneMetric
+
+    groups, labels = pets_groups()
+    half = max(g.end_time for g in groups) / 2
+    train = [g for g in groups if g.end_time < half]
+    metric = SceneMetric.fit(train, AssociationConfig(metric_min_pairs=5))
+    assert metric is not None and metric.pairs >= 5
+    later = [i for i, g in enumerate(groups) if g.start_time >= half]
+    earlier = [i for i, g in enumerate(groups) if g.end_time < half]
+    pairs = [(i, j) for i in earlier for j in later]
+    cosine = normalise(np.asarray([g.crops.astype(np.float64).mean(0) for g in groups]))
+    learned = np.asarray([metric.embed(g.crops) for g in groups])
+    auc_cosine, auc_metric = same_different_auc(cosine, labels, pairs), same_different_auc(learned, labels, pairs)
+    assert auc_metric > auc_cosine + 0.03, f"AUC cosine {auc_cosine:.3f}, scene metric {auc_metric:.3f}"
+
+
+def random_scene(seed: int, cameras: int = 3, people: int = 8, crops: int = 4):
+    """Observations with per-crop features of ``people`` walking through ``cameras``, tracks overlapping in time."""
+    from pipeline.association import Observation
+
+    rng = np.random.default_rng(seed)
+    looks = rng.normal(size=(people, 32))
+    observations, uid = [], 0
+    for camera in range(cameras):
+        for person in range(people):
+            start = float(rng.uniform(0, 20))
+            for part in range(2):  # two tracklets per local track
+                uid += 1
+                features = looks[person] + 0.6 * rng.normal(size=(crops, 32))
+                observations.append(Observation(uid, f"c{camera}", person, start + 5 * part, start + 5 * part + 4.9,
+                                                normalise_rows(features.mean(0)), continues=part == 0,
+                                                crop_features=features.astype(np.float16)))
+    return observations
+
+
+def normalise_rows(vector: np.ndarray) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_offline_pass_never_puts_two_simultaneous_tracks_of_a_camera_in_one_identity(seed):
+    from pipeline.association import refine_identities
+    from pipeline.config import AssociationConfig
+
+    observations = random_scene(seed)
+    info: dict = {}
+    config = AssociationConfig(metric_threshold=1.5, metric_min_pairs=5)  # lenient: merges press on the constraints
+    final = refine_identities(observations, {o.uid: o.uid for o in observations}, config, info)
+    assert info["metric"].startswith("scene metric")
+    for a in observations:
+        for b in observations:
+            if (a.camera_id == b.camera_id and a.track_id != b.track_id
+                    and a.start_time <= b.end_time and b.start_time <= a.end_time):
+                assert final[a.uid] != final[b.uid], f"uids {a.uid}, {b.uid}: same camera, same time, one id"
+    for a in observations:  # the tracklets of one local track stay together
+        assert all(final[a.uid] == final[b.uid] for b in observations
+                   if (b.camera_id, b.track_id) == (a.camera_id, a.track_id))
+
+
+def test_offline_pass_falls_back_to_cosine_without_enough_constraints():
+    from pipeline.association import refine_identities
+    from pipeline.config import AssociationConfig
+
+    observations = random_scene(0, cameras=1, people=2)
+    info: dict = {}
+    refine_identities(observations, {o.uid: o.uid for o in observations}, AssociationConfig(metric_min_pairs=10), info)
+    assert info["metric"] == "cosine on tracklet embeddings"

@@ -3,7 +3,8 @@
 Three cached stages, each keyed by its settings:
   collect  sources -> detector -> trackers -> tracklet buffer (frame-synchronous, like the runner with
            equal frame rates); tracklets with their crops go to a pickle
-  embed    the tracklets' crops -> STA embeddings (npy)
+  embed    the tracklets' crops -> STA embeddings (npy), and each crop alone -> per-crop features (npz) for
+           the scene-adaptive metric of the offline pass
   score    online association (runner batching) + offline refinement -> mtmc.txt -> TrackEval MTMC IDF1,
            plus appearance diagnostics against the ground truth (same/different person distance AUC,
            MTMC IDF1 with oracle association = the ceiling association can reach on these tracklets)
@@ -21,6 +22,7 @@ import hashlib
 import json
 import pickle
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,6 +36,7 @@ from pipeline.config import PipelineConfig, load_pipeline_config  # noqa: E402
 from pipeline.detectors import create_detector  # noqa: E402
 from pipeline.motio import read_mot_rows, rows_by_frame  # noqa: E402
 from pipeline.runner import default_tracker_factory  # noqa: E402
+from pipeline.scene_metric import CropGroup, SceneMetric, embed_crops  # noqa: E402
 from pipeline.sinks import mtmc_lines  # noqa: E402
 from pipeline.sources import open_source  # noqa: E402
 from pipeline.tracklets import Tracklet, TrackletBuffer  # noqa: E402
@@ -82,10 +85,24 @@ def embed(tracklets: list[Tracklet], config: PipelineConfig, test_mode: str) -> 
     return vectors
 
 
-def observations_of(tracklets: list[Tracklet], vectors: np.ndarray) -> list[Observation]:
+def embed_per_crop(tracklets: list[Tracklet], config: PipelineConfig) -> list[np.ndarray]:
+    """The runner's per-crop features (pipeline/runner.py crop embedder): each crop as a 1-frame clip."""
+    from reid import Embedder
+
+    embedder = Embedder(weights=config.reid.weights or None, device="cpu", batch_size=config.reid.batch_size,
+                        seq_len=1, runtime="auto")
+    features = []
+    for start in tqdm(range(0, len(tracklets), 16), desc="embed crops"):
+        features += embed_crops(embedder, [t.crops for t in tracklets[start:start + 16]])
+    return features
+
+
+def observations_of(tracklets: list[Tracklet], vectors: np.ndarray, crops: list[np.ndarray] | None = None
+                    ) -> list[Observation]:
+    crops = crops if crops is not None else [None] * len(tracklets)
     return [Observation(t.uid, t.camera_id, t.track_id, t.start_time, t.end_time,
-                        None if np.isnan(v).any() else v, continues=t.end_reason == "max_length")
-            for t, v in zip(tracklets, vectors)]
+                        None if np.isnan(v).any() else v, continues=t.end_reason == "max_length", crop_features=c)
+            for t, v, c in zip(tracklets, vectors, crops)]
 
 
 def associate(observations: list[Observation], config: PipelineConfig) -> dict[int, int]:
@@ -166,6 +183,21 @@ def separation(observations: list[Observation], labels: list[int], centre: bool)
             "different": round(float(np.median(different)), 3)}
 
 
+def metric_separation(observations: list[Observation], labels: list[int], config: PipelineConfig
+                      ) -> dict[str, float] | None:
+    """separation() in the scene metric learned the way the offline pass learns it."""
+    usable = [o.embedding is not None and o.crop_features is not None and len(o.crop_features) > 0
+              for o in observations]
+    groups = [CropGroup(o.camera_id, o.track_id, o.start_time, o.end_time, o.crop_features)
+              for o, ok in zip(observations, usable) if ok]
+    metric = SceneMetric.fit(groups, config.association)
+    if metric is None:
+        return None
+    projected = [replace(o, embedding=metric.embed(o.crop_features) if ok else None)
+                 for o, ok in zip(observations, usable)]
+    return {**separation(projected, labels, False), "pairs": metric.pairs}
+
+
 def evaluate(tracklets, ids, cameras, scene: Path, out: Path) -> dict[str, float]:
     write_mtmc(tracklets, ids, cameras, out)
     metrics = evaluate_mtmc(scene / "mtmc_gt.txt", out)
@@ -213,13 +245,20 @@ def main(argv: list[str] | None = None) -> int:
     vector_file = cache / f"vectors_{embed_key}.npy"
     if not vector_file.is_file():
         np.save(vector_file, embed(tracklets, config, args.test_mode))
-    observations = observations_of(tracklets, np.load(vector_file))
+    crop_file = cache / f"percrop_{embed_key}.npz"
+    if not crop_file.is_file():
+        features = embed_per_crop(tracklets, config)
+        np.savez(crop_file, features=np.concatenate(features), counts=[len(f) for f in features])
+    stored = np.load(crop_file)
+    crops = np.split(stored["features"], np.cumsum(stored["counts"])[:-1])
+    observations = observations_of(tracklets, np.load(vector_file), crops)
     ids = associate(observations, config)
     labels = gt_labels(tracklets, scene)
     oracle = oracle_ids(tracklets, labels)
     result = {"tracklets": len(tracklets), **evaluate(tracklets, ids, cameras, scene, cache / "mtmc.txt"),
               "oracle_mtmc_idf1": evaluate(tracklets, oracle, cameras, scene, cache / "oracle.txt")["mtmc_idf1"],
-              "separation": separation(observations, labels, config.association.center)}
+              "separation": separation(observations, labels, config.association.center),
+              "metric_separation": metric_separation(observations, labels, config)}
     print(json.dumps(result))
     return 0
 
