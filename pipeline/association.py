@@ -225,7 +225,8 @@ def refine_identities(observations: Sequence[Observation], online: dict[int, int
 
     ``online`` (uid -> online global id) decides the numbering: each cluster takes the online id most of
     its tracklets had, so ids change only where the global pass disagrees with the online one.
-    ``info``, when given, gets "metric": which distance the pass used.
+    ``info``, when given, gets "metric": which distance the pass used, and "unlinked_cameras": the camera
+    pairs the pass held to confident merges for want of evidence (see ``separate_unlinked_cameras``).
     """
     members = _group_by_track(observations)
     clusters = [_Cluster([i], _track_spans(positions, observations)) for i, positions in enumerate(members)]
@@ -235,11 +236,51 @@ def refine_identities(observations: Sequence[Observation], online: dict[int, int
     else:
         distance = _track_distances(members, observations, config)
         threshold = config.refine_threshold if config.refine_threshold >= 0 else config.threshold
+    cameras = [observations[positions[0]].camera_id for positions in members]
+    unlinked = separate_unlinked_cameras(distance, cameras, threshold, config)
     if info is not None:
         info["metric"] = (f"scene metric from {metric.pairs} cannot-link pairs" if metric is not None
                           else "cosine on tracklet embeddings")
+        info["unlinked_cameras"] = unlinked
     _agglomerate(clusters, distance, threshold, config.transitions)
     return _renumber(clusters, members, observations, online)
+
+
+def separate_unlinked_cameras(distance: np.ndarray | None, cameras: Sequence[str], threshold: float,
+                              config: AssociationConfig) -> list[tuple[str, str]]:
+    """Between two cameras with too little evidence of sharing people, allow only confident merges.
+
+    A confident link is a pair of their local tracks that are each other's nearest neighbour in the other
+    camera at under ``camera_link_ratio * threshold``. With at least ``camera_link_min_pairs`` of them the two
+    cameras evidently see the same people and merge at the usual threshold; with fewer, a merge across them
+    must itself be confident (distances at or above the limit become inf). Cameras that see the same people
+    give many confident links; a camera of another place gives none, yet one look-alike track of it can
+    otherwise be absorbed by a cluster at the merge threshold (average linkage weighs one merge at a time,
+    never the camera pair as a whole). Returns the pairs held to the confident limit; edits ``distance``."""
+    if distance is None or config.camera_link_min_pairs <= 0:
+        return []
+    cameras = np.asarray(cameras)
+    names = sorted(set(cameras.tolist()))
+    limit = config.camera_link_ratio * threshold
+    unlinked = []
+    for a, first in enumerate(names):
+        for second in names[a + 1:]:
+            rows, cols = np.flatnonzero(cameras == first), np.flatnonzero(cameras == second)
+            block = distance[np.ix_(rows, cols)]
+            if _confident_links(block, limit) < config.camera_link_min_pairs:
+                block[block >= limit] = np.inf
+                distance[np.ix_(rows, cols)] = block
+                distance[np.ix_(cols, rows)] = block.T
+                unlinked.append((first, second))
+    return unlinked
+
+
+def _confident_links(block: np.ndarray, limit: float) -> int:
+    """Mutual nearest neighbours (row's best column is that column's best row) closer than ``limit``."""
+    if block.size == 0:
+        return 0
+    best_col, best_row = block.argmin(1), block.argmin(0)
+    return sum(1 for row, col in enumerate(best_col) if best_row[col] == row and block[row, col] < limit)
 
 
 def _fit_metric(observations: Sequence[Observation], config: AssociationConfig) -> SceneMetric | None:

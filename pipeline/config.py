@@ -77,6 +77,12 @@ class AssociationConfig:
     metric_shrinkage: float = 0.1  # within-track scatter += shrinkage * mean eigenvalue * I
     metric_min_pairs: int = 10  # fewer cannot-link pairs than this: plain cosine on tracklet embeddings
     metric_threshold: float = 0.5  # cosine distance threshold of the offline pass in the learned metric
+    # the offline pass merges across two cameras at its threshold only with evidence that they see the same
+    # people: at least camera_link_min_pairs of their tracks are mutual nearest neighbours at under
+    # camera_link_ratio * threshold; otherwise only such confident merges (a camera of another place would
+    # else lend a look-alike track to a cluster); 0 = off
+    camera_link_min_pairs: int = 2
+    camera_link_ratio: float = 0.4
     # camera topology: when non-empty, a transition between two cameras not listed here is forbidden
     transitions: list[TransitionWindow] = field(default_factory=list)
 
@@ -175,6 +181,8 @@ def _check(config: PipelineConfig) -> None:
         (config.association.metric_dims >= 1 and config.association.metric_pca_dims >= 1,
          "association.metric_dims and association.metric_pca_dims must be >= 1"),
         (config.association.metric_shrinkage >= 0, "association.metric_shrinkage must be >= 0"),
+        (config.association.camera_link_min_pairs >= 0, "association.camera_link_min_pairs must be >= 0"),
+        (0.0 < config.association.camera_link_ratio <= 1.0, "association.camera_link_ratio must be in (0, 1]"),
         (config.image_fps > 0, "image_fps must be > 0"),
         (config.live.duration_s >= 0, "live.duration_s must be >= 0"),
         (config.live.mature_after >= 0, "live.mature_after must be >= 0"),

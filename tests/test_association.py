@@ -4,6 +4,8 @@ A camera's white balance / gain / offset is simulated on a real PETS09 frame the
 does it; normalisation must bring the crops of both cameras back to (nearly) the same pixels.
 """
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -205,3 +207,64 @@ def test_offline_pass_falls_back_to_cosine_without_enough_constraints():
     info: dict = {}
     refine_identities(observations, {o.uid: o.uid for o in observations}, AssociationConfig(metric_min_pairs=10), info)
     assert info["metric"] == "cosine on tracklet embeddings"
+
+
+# ---- offline pass: cameras without evidence of shared people merge only confidently -------------------------
+
+def unit(*components: float) -> np.ndarray:
+    vector = np.zeros(8)
+    vector[:len(components)] = components
+    return vector / np.linalg.norm(vector)
+
+
+def scene_with_an_unrelated_camera(look_alike_distance: float) -> list:
+    """c1 and c2 see the same four people; camera "far" (another place) has two people nobody else shows and
+    one whose appearance is ``look_alike_distance`` (cosine) from person 0."""
+    from pipeline.association import Observation
+
+    rng = np.random.default_rng(0)
+    observations = []
+    for camera in ("c1", "c2"):
+        for person in range(4):  # one camera's tracks overlap in time: they are four different people
+            vector = np.eye(8)[person] + 0.01 * rng.normal(size=8)
+            observations.append(Observation(len(observations) + 1, camera, person, 0.0, 10.0,
+                                            vector / np.linalg.norm(vector)))
+    similarity = 1.0 - look_alike_distance
+    far = [unit(similarity, 0, 0, 0, 0, 0, 0, np.sqrt(1 - similarity ** 2)), np.eye(8)[5], np.eye(8)[6]]
+    observations += [Observation(len(observations) + 1 + i, "far", i, 0.0, 10.0, v) for i, v in enumerate(far)]
+    return observations
+
+
+def cluster_of(final: dict[int, int], observations: list, camera: str, track: int) -> set[tuple[str, int]]:
+    uid = next(o.uid for o in observations if (o.camera_id, o.track_id) == (camera, track))
+    return {(o.camera_id, o.track_id) for o in observations if final[o.uid] == final[uid]}
+
+
+def test_unrelated_camera_lends_no_look_alike_to_a_cluster():
+    """The TUD-as-4th-camera failure in small: one look-alike under the merge threshold joined a PETS cluster."""
+    from pipeline.association import refine_identities
+    from pipeline.config import AssociationConfig
+
+    observations = scene_with_an_unrelated_camera(look_alike_distance=0.25)  # threshold 0.3, confident < 0.12
+    online = {o.uid: o.uid for o in observations}
+    plain = AssociationConfig(scene_metric=False, center=False, refine_threshold=0.3, camera_link_min_pairs=0)
+    before = refine_identities(observations, online, plain)
+    assert cluster_of(before, observations, "far", 0) == {("c1", 0), ("c2", 0), ("far", 0)}  # the failure
+    info: dict = {}
+    after = refine_identities(observations, online, replace(plain, camera_link_min_pairs=2, camera_link_ratio=0.4), info)
+    assert cluster_of(after, observations, "far", 0) == {("far", 0)}
+    for person in range(4):  # the cameras with evidence still merge at the usual threshold
+        assert cluster_of(after, observations, "c1", person) == {("c1", person), ("c2", person)}
+    assert info["unlinked_cameras"] == [("c1", "far"), ("c2", "far")]
+
+
+def test_confident_link_still_joins_a_camera_with_little_evidence():
+    """One person crossing into a camera that shares nobody else is still linked when the match is confident."""
+    from pipeline.association import refine_identities
+    from pipeline.config import AssociationConfig
+
+    observations = scene_with_an_unrelated_camera(look_alike_distance=0.05)
+    config = AssociationConfig(scene_metric=False, center=False, refine_threshold=0.3, camera_link_min_pairs=2,
+                               camera_link_ratio=0.4)
+    final = refine_identities(observations, {o.uid: o.uid for o in observations}, config)
+    assert cluster_of(final, observations, "far", 0) == {("c1", 0), ("c2", 0), ("far", 0)}

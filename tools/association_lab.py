@@ -12,6 +12,10 @@ Three cached stages, each keyed by its settings:
     python tools/association_lab.py --config configs/demo.yaml --scene runs/demo/cameras --detector mot \\
         --cache runs/assoc_lab --set association.threshold=0.6 --set tracklets.colour_norm=meanstd
 
+``--extra NAME=VIDEO,DETFILE`` adds a camera from another scene as a negative control: it has no ground
+truth here, and any global id it shares with the scene's cameras is a false cross-camera link (reported as
+"negctl_shared"; the scene's MTMC IDF1 is scored on the scene's own cameras only).
+
 Final figures must come from run_pipeline.py / tools/demo.py; this tool only ranks settings.
 """
 
@@ -208,6 +212,24 @@ def evaluate(tracklets, ids, cameras, scene: Path, out: Path) -> dict[str, float
             "identities": len(set(ids.values()))}
 
 
+def parse_extra(item: str) -> tuple[str, str, str]:
+    name, _, paths = item.partition("=")
+    video, _, dets = paths.partition(",")
+    if not (name and video and dets):
+        raise SystemExit(f"--extra {item!r}: expected NAME=VIDEO,DETFILE")
+    for path in (video, dets):
+        if not Path(path).is_file():
+            raise SystemExit(f"--extra {item!r}: no such file {path}")
+    return name, video, dets
+
+
+def shared_ids(tracklets: list[Tracklet], ids: dict[int, int], scene_cameras: list[str]) -> int:
+    """Global ids present both in the scene's cameras and in a negative-control camera."""
+    inside = {ids[t.uid] for t in tracklets if t.camera_id in scene_cameras}
+    outside = {ids[t.uid] for t in tracklets if t.camera_id not in scene_cameras}
+    return len(inside & outside)
+
+
 def parse_sets(items: list[str]) -> dict[str, object]:
     values = {}
     for item in items:
@@ -224,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector", default="mot", help="mot (scene gt boxes) | yolox")
     parser.add_argument("--cache", default="runs/assoc_lab")
     parser.add_argument("--set", action="append", default=[], help="dotted.key=value config override")
+    parser.add_argument("--extra", action="append", default=[], metavar="NAME=VIDEO,DETFILE",
+                        help="negative-control camera from another scene (no identity may be shared with it)")
     parser.add_argument("--test-mode", default="even")
     args = parser.parse_args(argv)
     scene, cache = Path(args.scene), Path(args.cache)
@@ -231,6 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     cameras = args.cameras or [r["name"] for r in json.loads((scene / "cameras.json").read_text())]
     sources = [str(scene / f"{c}.mp4") for c in cameras]
     det_files = [str(scene / "gt" / c / "gt" / "gt.txt") for c in cameras]
+    extras = [parse_extra(item) for item in args.extra]
+    scene_cameras = list(cameras)
+    cameras += [name for name, _, _ in extras]
+    sources += [video for _, video, _ in extras]
+    det_files += [dets for _, _, dets in extras]
     overrides = {"detector.name": args.detector, "progress": False, **parse_sets(args.set)}
     if args.detector == "mot":
         overrides.update({"detector.det_files": det_files, "detector.conf": 0.5})
@@ -253,12 +282,16 @@ def main(argv: list[str] | None = None) -> int:
     crops = np.split(stored["features"], np.cumsum(stored["counts"])[:-1])
     observations = observations_of(tracklets, np.load(vector_file), crops)
     ids = associate(observations, config)
+    result = {"negctl_shared": shared_ids(tracklets, ids, scene_cameras)} if extras else {}
+    extra_names = {name for name, _, _ in extras}
+    keep = [i for i, t in enumerate(tracklets) if t.camera_id not in extra_names]
+    tracklets, observations = [tracklets[i] for i in keep], [observations[i] for i in keep]
     labels = gt_labels(tracklets, scene)
     oracle = oracle_ids(tracklets, labels)
-    result = {"tracklets": len(tracklets), **evaluate(tracklets, ids, cameras, scene, cache / "mtmc.txt"),
-              "oracle_mtmc_idf1": evaluate(tracklets, oracle, cameras, scene, cache / "oracle.txt")["mtmc_idf1"],
-              "separation": separation(observations, labels, config.association.center),
-              "metric_separation": metric_separation(observations, labels, config)}
+    result |= {"tracklets": len(tracklets), **evaluate(tracklets, ids, scene_cameras, scene, cache / "mtmc.txt"),
+               "oracle_mtmc_idf1": evaluate(tracklets, oracle, scene_cameras, scene, cache / "oracle.txt")["mtmc_idf1"],
+               "separation": separation(observations, labels, config.association.center),
+               "metric_separation": metric_separation(observations, labels, config)}
     print(json.dumps(result))
     return 0
 
