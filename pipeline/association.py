@@ -5,7 +5,9 @@ track keeps that track's identity; the others are matched by the Hungarian algor
 the cosine distance to each identity's bounded gallery, under hard constraints (an identity is never
 in one camera twice at overlapping times; with a camera topology, transitions outside the allowed
 travel-time windows are forbidden). A match needs a distance under the threshold, otherwise the
-tracklet opens a new identity.
+tracklet opens a new identity. State stays O(active identities) for runs of any length: an identity
+unseen for ``forget_after_s`` (on the tracklets' clock) is dropped from matching, its id never reused,
+and a local track leaves the track -> identity map with its last tracklet.
 
 Offline (``refine_identities``): a final agglomerative pass (average linkage) over all local tracks,
 under the same constraints, enforced on whole clusters; distances come from the scene-adaptive metric
@@ -57,8 +59,10 @@ class Identity:
     spans: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # camera -> merged time spans
     # local tracks still running (camera, track id) -> end time so far: the identity is busy there from then on
     open_tracks: dict[tuple[str, int], float] = field(default_factory=dict)
+    last_seen: float = float("-inf")  # latest end time of its tracklets
 
     def add(self, observation: Observation) -> None:
+        self.last_seen = max(self.last_seen, observation.end_time)
         if observation.embedding is not None:
             self.gallery.append(observation.embedding)
         add_span(self.spans.setdefault(observation.camera_id, []), observation.start_time, observation.end_time)
@@ -74,6 +78,13 @@ class Identity:
             return True
         return any(camera == observation.camera_id and track != observation.track_id and observation.end_time >= since
                    for (camera, track), since in self.open_tracks.items())
+
+    def drop_spans_before(self, time: float) -> None:
+        """Forget appearances that ended before ``time`` (they can no longer overlap a new tracklet)."""
+        for camera in list(self.spans):
+            self.spans[camera] = [span for span in self.spans[camera] if span[1] >= time]
+            if not self.spans[camera]:
+                del self.spans[camera]
 
 
 def add_span(spans: list[tuple[float, float]], start: float, end: float) -> None:
@@ -139,6 +150,13 @@ class OnlineAssociator:
         self.by_track: dict[tuple[str, int], int] = {}  # (camera, local track id) -> global id
         self.centre = EmbeddingCentre(config.center)
         self._next_id = 1
+        self.now = float("-inf")  # latest tracklet end time seen: the clock for forgetting
+
+    def state_size(self) -> dict[str, int]:
+        """What the associator holds, for checking that it stays bounded over long runs."""
+        return {"identities": len(self.identities), "tracks": len(self.by_track),
+                "spans": sum(len(spans) for i in self.identities.values() for spans in i.spans.values()),
+                "open_tracks": sum(len(i.open_tracks) for i in self.identities.values())}
 
     def assign(self, observations: Sequence[Observation]) -> list[Assignment]:
         """Assign a batch of finished tracklets; identities are updated before the next batch."""
@@ -157,7 +175,22 @@ class OnlineAssociator:
             pending = [o for o in pending if o.uid not in done]
             if pending:  # open one identity, then let the rest of the batch match against it too
                 assignments.append(self._open(pending.pop(0)))
+        self._forget(max((o.end_time for o in observations), default=self.now))
         return assignments
+
+    def _forget(self, now: float) -> None:
+        """Drop identities not seen for forget_after_s, with their tracks; trim old spans of the others."""
+        self.now = max(self.now, now)
+        if self.config.forget_after_s <= 0:
+            return
+        horizon = self.now - self.config.forget_after_s
+        stale = {gid for gid, identity in self.identities.items() if identity.last_seen < horizon}
+        for gid in stale:
+            del self.identities[gid]
+        if stale:
+            self.by_track = {key: gid for key, gid in self.by_track.items() if gid not in stale}
+        for identity in self.identities.values():
+            identity.drop_spans_before(horizon)
 
     def distance_matrix(self, observations: Sequence[Observation], identities: Sequence[Identity]) -> np.ndarray:
         """Cosine distance of each observation to each identity's gallery, INFEASIBLE where forbidden."""
@@ -210,7 +243,11 @@ class OnlineAssociator:
 
     def _record(self, observation: Observation, identity: Identity) -> None:
         identity.add(observation)
-        self.by_track[(observation.camera_id, observation.track_id)] = identity.global_id
+        key = (observation.camera_id, observation.track_id)
+        if observation.continues:
+            self.by_track[key] = identity.global_id
+        else:  # the track's last tracklet: nothing will continue it
+            self.by_track.pop(key, None)
 
 
 @dataclass

@@ -66,6 +66,9 @@ class AssociationConfig:
     threshold: float = 0.7  # max (centred) cosine distance for a tracklet to join an identity
     gallery_size: int = 16  # embeddings kept per identity
     gallery_metric: str = "min"  # min | mean: distance of a tracklet to an identity's gallery
+    # online: an identity unseen this long (tracklet clock) leaves matching for good, its id never reused;
+    # bounds the state of long live runs; 0 = never forget
+    forget_after_s: float = 3600.0
     center: bool = True  # subtract the running mean embedding (generic features share a large common part)
     refine: bool = True  # offline runs: final global clustering pass over all tracklets
     refine_threshold: float = 0.8  # distance threshold of that pass (plain cosine); < 0 = same as threshold
@@ -181,6 +184,7 @@ def _check(config: PipelineConfig) -> None:
         (config.association.metric_dims >= 1 and config.association.metric_pca_dims >= 1,
          "association.metric_dims and association.metric_pca_dims must be >= 1"),
         (config.association.metric_shrinkage >= 0, "association.metric_shrinkage must be >= 0"),
+        (config.association.forget_after_s >= 0, "association.forget_after_s must be >= 0"),
         (config.association.camera_link_min_pairs >= 0, "association.camera_link_min_pairs must be >= 0"),
         (0.0 < config.association.camera_link_ratio <= 1.0, "association.camera_link_ratio must be in (0, 1]"),
         (config.image_fps > 0, "image_fps must be > 0"),

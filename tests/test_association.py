@@ -268,3 +268,58 @@ def test_confident_link_still_joins_a_camera_with_little_evidence():
                                camera_link_ratio=0.4)
     final = refine_identities(observations, {o.uid: o.uid for o in observations}, config)
     assert cluster_of(final, observations, "far", 0) == {("c1", 0), ("c2", 0), ("far", 0)}
+
+
+# ---- online associator over a long run: bounded state, ids never reused ----------------------------------------
+
+def long_run(forget_after_s: float, visits: int = 600, every_s: float = 30.0):
+    """One new person every ``every_s`` seconds walks through c1 (two tracklets: cut, then end) and 20 s later
+    c2; from visit 19 on, every tenth visit is instead the person of 10 visits before coming back (300 s later). Yields
+    (visit, returning person or None, assignments, associator) after each visit."""
+    from pipeline.association import Observation, OnlineAssociator
+    from pipeline.config import AssociationConfig
+
+    rng = np.random.default_rng(1)
+    associator = OnlineAssociator(AssociationConfig(threshold=0.5, center=False, forget_after_s=forget_after_s))
+    looks, uid = [], 0
+    for visit in range(visits):
+        returning = visit - 10 if visit % 10 == 9 and visit >= 10 else None
+        looks.append(looks[returning] if returning is not None else rng.normal(size=64))
+        start, assignments = visit * every_s, []
+        for camera, begin, parts in (("c1", start, 2), ("c2", start + 20.0, 1)):
+            for part in range(parts):
+                uid += 1
+                vector = looks[visit] + 0.1 * rng.normal(size=64)
+                observation = Observation(uid, camera, visit, begin + 5 * part, begin + 5 * part + 4.9,
+                                          vector / np.linalg.norm(vector), continues=part < parts - 1)
+                assignments += associator.assign([observation])
+        yield visit, returning, assignments, associator
+
+
+def test_long_live_run_keeps_associator_state_bounded_and_never_reuses_ids():
+    ids_of_visit, opened, largest = {}, [], {}
+    for visit, returning, assignments, associator in long_run(forget_after_s=600.0):
+        opened += [a.global_id for a in assignments if a.how == "new"]
+        ids_of_visit[visit] = {a.global_id for a in assignments}
+        assert len(ids_of_visit[visit]) == 1, f"visit {visit}: one person, ids {ids_of_visit[visit]}"
+        if returning is not None:  # back within forget_after_s: recognised
+            assert ids_of_visit[visit] == ids_of_visit[returning]
+        for key, value in associator.state_size().items():
+            largest[key] = max(largest.get(key, 0), value)
+        assert associator.by_track == {}, "finished tracks must leave the track -> identity map"
+    assert len(opened) == len(set(opened)) and opened == sorted(opened), "an id was reused"
+    # a person seen in the last 600 s + one batch: 600 / 30 + 1 identities at most, out of 540 opened
+    assert len(opened) == 541 and largest["identities"] <= 21, largest
+    assert largest["spans"] <= 3 * 21 and largest["open_tracks"] <= 1, largest  # c1 two tracklets, c2 one
+
+
+def test_forgotten_identity_gets_a_new_id_and_forget_zero_keeps_all():
+    ids_of_visit, returns = {}, 0
+    for visit, returning, assignments, associator in long_run(forget_after_s=250.0, visits=40):
+        ids = {a.global_id for a in assignments}
+        if returning is not None:  # back after 300 s > 250 s: forgotten, so a fresh id above every earlier one
+            returns += 1
+            assert len(ids) == 1 and min(ids) > max(max(v) for v in ids_of_visit.values())
+        ids_of_visit[visit] = ids
+    *_, kept = list(long_run(forget_after_s=0.0, visits=40))[-1]
+    assert returns == 3 and len(kept.identities) == 37  # never forgetting: all 40 - 3 returning people kept
