@@ -152,6 +152,10 @@ class OnlineAssociator:
         self._next_id = 1
         self.now = float("-inf")  # latest tracklet end time seen: the clock for forgetting
 
+    @property
+    def identities_issued(self) -> int:
+        return self._next_id - 1
+
     def state_size(self) -> dict[str, int]:
         """What the associator holds, for checking that it stays bounded over long runs."""
         return {"identities": len(self.identities), "tracks": len(self.by_track),

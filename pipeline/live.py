@@ -274,7 +274,7 @@ class LivePipeline(MultiCameraPipeline):
         state.tracker = RenumberedTracker(self.tracker_factory(state.source.fps), offset)
 
     # ---- summary ----------------------------------------------------------------------------------
-    def _summary(self, states: list[SourceState], final_ids: dict[int, int], mode: str, wall: float) -> dict:
+    def _summary(self, states: list[SourceState], final_ids: dict[int, int] | None, mode: str, wall: float) -> dict:
         streams = {s.camera_id: s.source.report() for s in states if isinstance(s.source, StreamSource)}
         for state in states:
             self._mark_failed_stream(state, streams.get(state.camera_id))

@@ -283,7 +283,8 @@ class MultiCameraPipeline:
         by_uid = {a.uid: a for a in assignments}
         for tracklet in tracklets:
             assignment = by_uid[tracklet.uid]
-            self.online_ids[tracklet.uid] = assignment.global_id
+            if self.config.association.refine:  # online ids are final when written: nothing to keep
+                self.online_ids[tracklet.uid] = assignment.global_id
             self.writer.tracklet_rows(tracklet.camera_id, tracklet.uid, assignment.global_id, tracklet.mot_rows)
             self.writer.event(
                 "tracklet_finished", uid=tracklet.uid, camera=tracklet.camera_id, track_id=tracklet.track_id,
@@ -297,10 +298,10 @@ class MultiCameraPipeline:
             )
         self.writer.flush()
 
-    def _finish(self) -> tuple[dict[int, int], str]:
+    def _finish(self) -> tuple[dict[int, int] | None, str]:
         if not self.config.association.refine:
-            self.writer.finalise(self.online_ids)
-            return self.online_ids, "online"
+            self.writer.finalise(None)
+            return None, "online"
         info: dict[str, Any] = {}
         final = self.timer.time("associate", refine_identities, self.observations, self.online_ids,
                                 self.config.association, info)
@@ -324,7 +325,7 @@ class MultiCameraPipeline:
             render_video(again, out_dir / f"{state.camera_id}.txt", out_dir / f"{state.camera_id}.mp4",
                          self.config.output.video_fourcc)
 
-    def _summary(self, states: list[SourceState], final_ids: dict[int, int], mode: str, wall: float) -> dict:
+    def _summary(self, states: list[SourceState], final_ids: dict[int, int] | None, mode: str, wall: float) -> dict:
         frames = sum(s.frames_read for s in states)
         per_frame = {stage: 1000.0 * self.timer.seconds.get(stage, 0.0) / max(frames, 1) for stage in STAGES}
         for state in states:
@@ -335,7 +336,7 @@ class MultiCameraPipeline:
             "frames": frames,
             "tracks": sum(len(s.track_ids) for s in states),
             "tracklets": self.counts["tracklets"],
-            "identities": len(set(final_ids.values())),
+            "identities": self.associator.identities_issued if final_ids is None else len(set(final_ids.values())),
             "detections": self.counts["detections"],
             "crops_embedded": self.counts["crops_embedded"],
             "crops_embedded_singly": self.counts["crops_embedded_singly"],  # per-crop features for the scene metric

@@ -70,15 +70,18 @@ class OutputWriter:
         for handle in [*self._mot.values(), *self._spool.values(), self._mtmc, self._events]:
             handle.flush()
 
-    def finalise(self, final_ids: dict[int, int]) -> None:
-        """Rewrite the per-camera and MTMC files sorted by frame with ``final_ids`` (tracklet uid -> id)."""
+    def finalise(self, final_ids: dict[int, int] | None) -> None:
+        """Rewrite the per-camera and MTMC files sorted by frame, with ``final_ids`` (tracklet uid -> id)
+        when a global pass changed ids, else with the ids already written (online runs)."""
         for handle in [*self._mot.values(), *self._spool.values(), self._mtmc]:
             handle.close()
         mtmc_text = []
         for camera, number in self.camera_numbers.items():
-            rows = read_mot_rows(self.out_dir / "tracklets" / f"{camera}.txt", min_columns=7)
+            spool = self.out_dir / "tracklets" / f"{camera}.txt"
+            rows = read_mot_rows(spool if final_ids is not None else self.out_dir / f"{camera}.txt", min_columns=7)
             if len(rows):
-                rows[:, 1] = [final_ids[int(uid)] for uid in rows[:, 1]]
+                if final_ids is not None:
+                    rows[:, 1] = [final_ids[int(uid)] for uid in rows[:, 1]]
                 rows = rows[np.lexsort((rows[:, 1], rows[:, 0]))]
             _replace(self.out_dir / f"{camera}.txt", mot_lines(rows))
             mtmc_text.append(mtmc_lines(number, rows))
