@@ -12,7 +12,8 @@ and a local track leaves the track -> identity map with its last tracklet.
 Offline (``refine_identities``): a final agglomerative pass (average linkage) over all local tracks,
 under the same constraints, enforced on whole clusters; distances come from the scene-adaptive metric
 (pipeline/scene_metric.py) when the run gives enough constraints to learn it, else from the cosine of
-the tracklet embeddings. Its clusters are renumbered to keep the online ids where they agree.
+the tracklet embeddings; with ``overlap`` on, cameras found to share a view add foot-point geometry
+(pipeline/overlap.py). Its clusters are renumbered to keep the online ids where they agree.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from pipeline.config import AssociationConfig, TransitionWindow
+from pipeline.overlap import overlap_errors
 from pipeline.scene_metric import CropGroup, SceneMetric
 
 INFEASIBLE = 1e6
@@ -42,6 +44,7 @@ class Observation:
     embedding: np.ndarray | None  # L2-normalised; None when the tracklet had no usable crop
     continues: bool = False  # the local track goes on in a later tracklet (cut at max_length)
     crop_features: np.ndarray | None = None  # (C, D) per-crop features for the offline scene metric, if computed
+    feet: np.ndarray | None = None  # (N, 4) time, foot x, foot y, box height (overlap.foot_points), if kept
 
 
 @dataclass
@@ -266,8 +269,9 @@ def refine_identities(observations: Sequence[Observation], online: dict[int, int
 
     ``online`` (uid -> online global id) decides the numbering: each cluster takes the online id most of
     its tracklets had, so ids change only where the global pass disagrees with the online one.
-    ``info``, when given, gets "metric": which distance the pass used, and "unlinked_cameras": the camera
-    pairs the pass held to confident merges for want of evidence (see ``separate_unlinked_cameras``).
+    ``info``, when given, gets "metric": which distance the pass used, "overlaps": the camera pairs found to
+    overlap (see ``apply_overlap_evidence``), and "unlinked_cameras": the camera pairs the pass held to
+    confident merges for want of evidence (see ``separate_unlinked_cameras``).
     """
     members = _group_by_track(observations)
     clusters = [_Cluster([i], _track_spans(positions, observations)) for i, positions in enumerate(members)]
@@ -278,13 +282,33 @@ def refine_identities(observations: Sequence[Observation], online: dict[int, int
         distance = _track_distances(members, observations, config)
         threshold = config.refine_threshold if config.refine_threshold >= 0 else config.threshold
     cameras = [observations[positions[0]].camera_id for positions in members]
+    overlapping = apply_overlap_evidence(distance, members, observations, cameras, threshold, config)
     unlinked = separate_unlinked_cameras(distance, cameras, threshold, config)
     if info is not None:
+        info["overlaps"] = overlapping
         info["metric"] = (f"scene metric from {metric.pairs} cannot-link pairs" if metric is not None
                           else "cosine on tracklet embeddings")
         info["unlinked_cameras"] = unlinked
     _agglomerate(clusters, distance, threshold, config.transitions)
     return _renumber(clusters, members, observations, online)
+
+
+def apply_overlap_evidence(distance: np.ndarray | None, members: list[list[int]], observations: Sequence[Observation],
+                           cameras: Sequence[str], threshold: float, config: AssociationConfig) -> list:
+    """Where two cameras' views overlap (pipeline/overlap.py), simultaneous tracks at one place become much
+    closer and tracks at different places a cannot-link. Returns the overlapping pairs; edits ``distance``."""
+    if distance is None or not config.overlap:
+        return []
+    feet = [_track_feet(positions, observations) for positions in members]
+    errors, fits = overlap_errors(feet, cameras, distance, threshold, config)
+    distance[errors <= config.overlap_same_error] *= config.overlap_same_scale
+    distance[errors >= config.overlap_different_error] = np.inf
+    return fits
+
+
+def _track_feet(positions: list[int], observations: Sequence[Observation]) -> np.ndarray | None:
+    parts = [observations[p].feet for p in positions if observations[p].feet is not None]
+    return np.concatenate(parts) if parts else None
 
 
 def separate_unlinked_cameras(distance: np.ndarray | None, cameras: Sequence[str], threshold: float,

@@ -86,6 +86,19 @@ class AssociationConfig:
     # else lend a look-alike track to a cluster); 0 = off
     camera_link_min_pairs: int = 2
     camera_link_ratio: float = 0.4
+    # overlapping views (pipeline/overlap.py): per camera pair, a homography between the foot points of
+    # simultaneous tracks that are mutual nearest neighbours by appearance; when at least overlap_min_pairs
+    # of them (and overlap_min_share) fit it, simultaneous tracks of the two cameras whose median reprojection
+    # error is <= overlap_same_error box heights get distance * overlap_same_scale, >= overlap_different_error
+    # a cannot-link; cameras without such a fit keep appearance only
+    overlap: bool = False
+    overlap_min_common: int = 10  # common frames for two tracks to count as simultaneous
+    overlap_min_pairs: int = 4
+    overlap_min_share: float = 0.6
+    overlap_fit_error: float = 0.2  # box heights: RANSAC threshold, and the error of a pair that fits
+    overlap_same_error: float = 0.25
+    overlap_different_error: float = 1.0
+    overlap_same_scale: float = 0.25
     # camera topology: when non-empty, a transition between two cameras not listed here is forbidden
     transitions: list[TransitionWindow] = field(default_factory=list)
 
@@ -187,6 +200,13 @@ def _check(config: PipelineConfig) -> None:
         (config.association.forget_after_s >= 0, "association.forget_after_s must be >= 0"),
         (config.association.camera_link_min_pairs >= 0, "association.camera_link_min_pairs must be >= 0"),
         (0.0 < config.association.camera_link_ratio <= 1.0, "association.camera_link_ratio must be in (0, 1]"),
+        (config.association.overlap_min_common >= 4 and config.association.overlap_min_pairs >= 1,
+         "association.overlap_min_common must be >= 4 and association.overlap_min_pairs >= 1"),
+        (0.0 <= config.association.overlap_min_share <= 1.0, "association.overlap_min_share must be in [0, 1]"),
+        (0.0 < config.association.overlap_fit_error and
+         0.0 <= config.association.overlap_same_error < config.association.overlap_different_error,
+         "association.overlap_fit_error must be > 0 and 0 <= overlap_same_error < overlap_different_error"),
+        (0.0 <= config.association.overlap_same_scale <= 1.0, "association.overlap_same_scale must be in [0, 1]"),
         (config.image_fps > 0, "image_fps must be > 0"),
         (config.live.duration_s >= 0, "live.duration_s must be >= 0"),
         (config.live.mature_after >= 0, "live.mature_after must be >= 0"),

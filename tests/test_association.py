@@ -323,3 +323,109 @@ def test_forgotten_identity_gets_a_new_id_and_forget_zero_keeps_all():
         ids_of_visit[visit] = ids
     *_, kept = list(long_run(forget_after_s=0.0, visits=40))[-1]
     assert returns == 3 and len(kept.identities) == 37  # never forgetting: all 40 - 3 returning people kept
+
+
+# ---- offline pass: overlapping views give geometric evidence (pipeline/overlap.py) -----------------------------
+
+SIMILARITY = np.array([[0.8 * np.cos(0.2), -0.8 * np.sin(0.2), 140.0],
+                       [0.8 * np.sin(0.2), 0.8 * np.cos(0.2), -30.0],
+                       [0.0, 0.0, 1.0]])  # camera b sees camera a's floor rotated, scaled by 0.8 and shifted
+
+
+def walking_feet(rng, people: int, seconds: float = 10.0, fps: float = 10.0) -> list[np.ndarray]:
+    """Foot points (time, x, y, height) of people walking straight lines at ~15 px/s with 1 px jitter."""
+    times = np.arange(0, seconds, 1 / fps)
+    feet = []
+    for person in range(people):
+        start = np.array([100.0 + 80 * person, 250.0 + 40 * (person % 3)])
+        heading = rng.uniform(0, 2 * np.pi)
+        path = start + np.outer(times, 15 * np.array([np.cos(heading), np.sin(heading)])) + rng.normal(size=(len(times), 2))
+        feet.append(np.column_stack([times, path, np.full(len(times), 80.0)]))
+    return feet
+
+
+def seen_by_b(feet: np.ndarray, rng) -> np.ndarray:
+    mapped = (SIMILARITY[:2, :2] @ feet[:, 1:3].T).T + SIMILARITY[:2, 2] + rng.normal(size=(len(feet), 2))
+    return np.column_stack([feet[:, 0], mapped, 0.8 * feet[:, 3]])
+
+
+def overlapping_cameras(people: int = 6) -> list:
+    """Cameras a and b see the same six people at once (b's view = SIMILARITY of a's); people 4 and 5 look
+    alike, with noise that makes appearance pair a4 with b5 and a5 with b4. Camera c, elsewhere at the same
+    time, shows people who look like 0..3 but walk their own paths."""
+    from pipeline.association import Observation
+
+    rng = np.random.default_rng(3)
+    looks = np.eye(8)[:people]
+    looks[5] = looks[4] + 0.05 * np.eye(8)[5]
+    swap = {("a", 4): 0.3 * np.eye(8)[6], ("b", 5): 0.3 * np.eye(8)[6],
+            ("a", 5): 0.3 * np.eye(8)[7], ("b", 4): 0.3 * np.eye(8)[7]}
+    feet_a = walking_feet(rng, people)
+    feet = {"a": feet_a, "b": [seen_by_b(f, rng) for f in feet_a], "c": walking_feet(np.random.default_rng(9), 4)}
+    observations = []
+    for camera, tracks in feet.items():
+        for person, points in enumerate(tracks):
+            look = looks[person] + swap.get((camera, person), 0) + 0.01 * rng.normal(size=8)
+            observations.append(Observation(len(observations) + 1, camera, person, 0.0, 9.9,
+                                            look / np.linalg.norm(look), feet=points))
+    return observations
+
+
+def plain_overlap_config(**overrides):
+    from pipeline.config import AssociationConfig
+
+    return AssociationConfig(scene_metric=False, center=False, refine_threshold=0.3, camera_link_min_pairs=0,
+                             overlap=True, **overrides)
+
+
+def test_overlap_fit_recovers_the_transform_and_separates_same_from_different():
+    from pipeline.association import _group_by_track, _track_distances
+    from pipeline.overlap import overlap_errors, project
+
+    observations = overlapping_cameras()
+    config = plain_overlap_config()
+    distance = _track_distances(_group_by_track(observations), observations, config)
+    errors, fits = overlap_errors([o.feet for o in observations], [o.camera_id for o in observations], distance,
+                                  config.refine_threshold, config)
+    assert [(f.first, f.second) for f in fits] == [("a", "b")]  # c overlaps neither
+    grid = np.array([[x, y] for x in (50.0, 300.0, 550.0) for y in (150.0, 400.0)])
+    expected = (SIMILARITY[:2, :2] @ grid.T).T + SIMILARITY[:2, 2]
+    np.testing.assert_allclose(project(fits[0].homography, grid), expected, atol=3.0)
+    a, b = range(0, 6), range(6, 12)
+    same = [errors[i, j] for i in a for j in b if j - i == 6]
+    different = [errors[i, j] for i in a for j in b if j - i != 6]
+    assert max(same) < 0.1 and min(different) > 0.5, (same, different)  # people walk up to 1 height apart
+    assert np.isnan(errors[:12, 12:]).all()
+
+
+def test_overlap_links_the_same_person_and_splits_look_alikes():
+    from pipeline.association import refine_identities
+
+    observations = overlapping_cameras()
+    online = {o.uid: o.uid for o in observations}
+    appearance_only = refine_identities(observations, online, replace(plain_overlap_config(), overlap=False))
+    assert cluster_of(appearance_only, observations, "a", 4) == {("a", 4), ("b", 5)}  # the look-alike failure
+    info: dict = {}
+    final = refine_identities(observations, online, plain_overlap_config(), info)
+    for person in range(6):
+        assert {("a", person), ("b", person)} <= cluster_of(final, observations, "a", person)
+        assert not {("a", q) for q in range(6) if q != person} & cluster_of(final, observations, "b", person)
+    assert [(f.first, f.second) for f in info["overlaps"]] == [("a", "b")]
+
+
+def test_no_overlap_fit_without_enough_agreeing_pairs():
+    """Camera c is elsewhere: its appearance-confident pairs with a do not share one floor, so no fit."""
+    from pipeline.association import refine_identities
+
+    observations = [o for o in overlapping_cameras() if o.camera_id in ("a", "c")]
+    info: dict = {}
+    refine_identities(observations, {o.uid: o.uid for o in observations}, plain_overlap_config(), info)
+    assert info["overlaps"] == []
+
+
+def test_overlap_keys_are_checked():
+    from configs import ConfigError
+    from pipeline.config import load_pipeline_config
+
+    with pytest.raises(ConfigError, match="overlap_same_error"):
+        load_pipeline_config(None, {"association.overlap_same_error": 1.0, "association.overlap_different_error": 0.5})

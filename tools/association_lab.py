@@ -39,6 +39,7 @@ from pipeline.association import Observation, OnlineAssociator, normalise, refin
 from pipeline.config import PipelineConfig, load_pipeline_config  # noqa: E402
 from pipeline.detectors import create_detector  # noqa: E402
 from pipeline.motio import read_mot_rows, rows_by_frame  # noqa: E402
+from pipeline.overlap import foot_points  # noqa: E402
 from pipeline.runner import default_tracker_factory  # noqa: E402
 from pipeline.scene_metric import CropGroup, SceneMetric, embed_crops  # noqa: E402
 from pipeline.sinks import mtmc_lines  # noqa: E402
@@ -105,11 +106,12 @@ def observations_of(tracklets: list[Tracklet], vectors: np.ndarray, crops: list[
                     ) -> list[Observation]:
     crops = crops if crops is not None else [None] * len(tracklets)
     return [Observation(t.uid, t.camera_id, t.track_id, t.start_time, t.end_time,
-                        None if np.isnan(v).any() else v, continues=t.end_reason == "max_length", crop_features=c)
+                        None if np.isnan(v).any() else v, continues=t.end_reason == "max_length", crop_features=c,
+                        feet=foot_points(t.timestamps, t.boxes))
             for t, v, c in zip(tracklets, vectors, crops)]
 
 
-def associate(observations: list[Observation], config: PipelineConfig) -> dict[int, int]:
+def associate(observations: list[Observation], config: PipelineConfig, info: dict | None = None) -> dict[int, int]:
     """The runner's scheme: online batches of reid.batch_size tracklets, then the offline pass."""
     associator = OnlineAssociator(config.association)
     online: dict[int, int] = {}
@@ -118,7 +120,7 @@ def associate(observations: list[Observation], config: PipelineConfig) -> dict[i
         online.update({a.uid: a.global_id for a in associator.assign(observations[start:start + size])})
     if not config.association.refine:
         return online
-    return refine_identities(observations, online, config.association)
+    return refine_identities(observations, online, config.association, info)
 
 
 def write_mtmc(tracklets: list[Tracklet], ids: dict[int, int], cameras: list[str], path: Path) -> None:
@@ -281,8 +283,10 @@ def main(argv: list[str] | None = None) -> int:
     stored = np.load(crop_file)
     crops = np.split(stored["features"], np.cumsum(stored["counts"])[:-1])
     observations = observations_of(tracklets, np.load(vector_file), crops)
-    ids = associate(observations, config)
+    info: dict = {}
+    ids = associate(observations, config, info)
     result = {"negctl_shared": shared_ids(tracklets, ids, scene_cameras)} if extras else {}
+    result["overlaps"] = [f"{f.first}-{f.second} {f.inliers}/{f.seeds}" for f in info.get("overlaps", [])]
     extra_names = {name for name, _, _ in extras}
     keep = [i for i, t in enumerate(tracklets) if t.camera_id not in extra_names]
     tracklets, observations = [tracklets[i] for i in keep], [observations[i] for i in keep]

@@ -1,0 +1,135 @@
+"""Geometric evidence between cameras whose views overlap, learned from the run itself (no calibration, no labels).
+
+Two cameras that see the same floor relate their people's foot points (bottom-centre of the boxes) by one
+homography. For each camera pair, local tracks seen at the same times that are each other's nearest
+neighbour by appearance (and under the merge threshold) are likely the same person; their foot points at
+common times are fitted with a RANSAC homography. When enough of those pairs agree with it
+(``overlap_min_pairs`` and ``overlap_min_share``), the cameras overlap, and every pair of their simultaneous
+tracks gets a reprojection error: the median over common times of |H(foot in A) - foot in B| in units of
+the box height in B. Small means one person at one place; large means two people. Cameras that do not
+overlap (another place, or the same place at another time) give no consistent fit and no evidence.
+
+    errors, fits = overlap_errors(feet, cameras, distance, config)   # errors: (T, T), nan = no evidence
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from pipeline.config import AssociationConfig
+
+POINTS_PER_PAIR = 30  # correspondences a seed pair contributes to the fit, so long tracks do not outvote short ones
+
+
+@dataclass
+class CameraOverlap:
+    first: str
+    second: str
+    homography: np.ndarray  # (3, 3): foot points of ``first`` -> image of ``second``
+    seeds: int  # appearance-confident simultaneous pairs tried
+    inliers: int  # of them, pairs the homography explains
+
+
+def foot_points(timestamps: Sequence[float], boxes: Sequence[np.ndarray]) -> np.ndarray:
+    """(N, 4) rows ``time, foot x, foot y, box height`` from x1, y1, x2, y2[, ...] boxes."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(len(timestamps), -1)
+    return np.column_stack([np.asarray(timestamps, dtype=np.float64), (boxes[:, 0] + boxes[:, 2]) / 2,
+                            boxes[:, 3], boxes[:, 3] - boxes[:, 1]])
+
+
+def common_points(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of two foot-point arrays at the times both have (to the millisecond)."""
+    _, rows_a, rows_b = np.intersect1d(np.round(a[:, 0] * 1000).astype(np.int64),
+                                       np.round(b[:, 0] * 1000).astype(np.int64), return_indices=True)
+    return a[rows_a], b[rows_b]
+
+
+def project(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return cv2.perspectiveTransform(points.reshape(-1, 1, 2).astype(np.float64), homography).reshape(-1, 2)
+
+
+def reprojection_error(homography: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Median distance between projected feet of ``a`` and feet of ``b``, in box heights of ``b``."""
+    distance = np.linalg.norm(project(homography, a[:, 1:3]) - b[:, 1:3], axis=1)
+    return float(np.median(distance / np.maximum(b[:, 3], 1.0)))
+
+
+def fit_homography(pairs: list[tuple[np.ndarray, np.ndarray]], config: AssociationConfig
+                   ) -> tuple[np.ndarray, int] | None:
+    """RANSAC homography over the seed pairs' feet; returns it (refitted on the inlier pairs) and how many
+    pairs it explains, or None when too few pairs agree."""
+    sampled = [(a[idx], b[idx]) for a, b in pairs
+               for idx in [np.linspace(0, len(a) - 1, min(len(a), POINTS_PER_PAIR)).astype(int)]]
+    src = np.concatenate([a[:, 1:3] for a, _ in sampled])
+    dst = np.concatenate([b[:, 1:3] for _, b in sampled])
+    height = float(np.median(np.concatenate([b[:, 3] for _, b in sampled])))
+    homography, _ = cv2.findHomography(src, dst, cv2.RANSAC, config.overlap_fit_error * height)
+    if not _usable(homography):
+        return None
+    inliers = [pair for pair in pairs if reprojection_error(homography, *pair) <= config.overlap_fit_error]
+    if len(inliers) < config.overlap_min_pairs or len(inliers) < config.overlap_min_share * len(pairs):
+        return None
+    refined, _ = cv2.findHomography(np.concatenate([a[:, 1:3] for a, _ in inliers]),
+                                    np.concatenate([b[:, 1:3] for _, b in inliers]), 0)
+    return (refined if _usable(refined) else homography), len(inliers)
+
+
+def _usable(homography: np.ndarray | None) -> bool:
+    return (homography is not None and bool(np.isfinite(homography).all())
+            and abs(np.linalg.det(homography[:2, :2])) > 1e-6)
+
+
+def overlap_errors(feet: Sequence[np.ndarray | None], cameras: Sequence[str], distance: np.ndarray,
+                   threshold: float, config: AssociationConfig) -> tuple[np.ndarray, list[CameraOverlap]]:
+    """Reprojection error (box heights) of every simultaneous pair of tracks of two overlapping cameras; nan
+    where there is no geometric evidence. ``feet[i]``: foot points of track i (see foot_points) or None."""
+    errors = np.full((len(feet), len(feet)), np.nan)
+    cameras = np.asarray(cameras)
+    names = sorted(set(cameras.tolist()))
+    fits = []
+    for k, first in enumerate(names):
+        for second in names[k + 1:]:
+            rows = [int(i) for i in np.flatnonzero(cameras == first) if feet[i] is not None]
+            cols = [int(j) for j in np.flatnonzero(cameras == second) if feet[j] is not None]
+            fit = _camera_pair(feet, rows, cols, distance, threshold, config, errors)
+            if fit is not None:
+                fits.append(CameraOverlap(first, second, *fit))
+    return errors, fits
+
+
+def _camera_pair(feet, rows: list[int], cols: list[int], distance: np.ndarray, threshold: float,
+                 config: AssociationConfig, errors: np.ndarray) -> tuple[np.ndarray, int, int] | None:
+    """Fit one camera pair; on success fill ``errors`` for its simultaneous tracks and return
+    (homography, seeds, inliers)."""
+    common = {}
+    for i in rows:
+        for j in cols:
+            a, b = common_points(feet[i], feet[j])
+            if len(a) >= config.overlap_min_common:
+                common[i, j] = (a, b)
+    seeds = _mutual_nearest(common, distance, threshold)
+    if len(seeds) < config.overlap_min_pairs:
+        return None
+    fitted = fit_homography([common[pair] for pair in seeds], config)
+    if fitted is None:
+        return None
+    homography, inliers = fitted
+    for (i, j), (a, b) in common.items():
+        errors[i, j] = errors[j, i] = reprojection_error(homography, a, b)
+    return homography, len(seeds), inliers
+
+
+def _mutual_nearest(common: dict, distance: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Simultaneous pairs that are each other's nearest simultaneous neighbour by appearance, under threshold."""
+    best_of_row: dict[int, tuple[float, int]] = {}
+    best_of_col: dict[int, tuple[float, int]] = {}
+    for i, j in common:
+        d = distance[i, j]
+        if np.isfinite(d) and d < threshold:
+            best_of_row[i] = min(best_of_row.get(i, (np.inf, -1)), (d, j))
+            best_of_col[j] = min(best_of_col.get(j, (np.inf, -1)), (d, i))
+    return [(i, j) for i, (_, j) in best_of_row.items() if best_of_col[j][1] == i]
