@@ -28,6 +28,7 @@ from pipeline.association import Assignment, Observation, OnlineAssociator, refi
 from pipeline.config import PipelineConfig, config_to_dict
 from pipeline.detectors import Detector, create_detector
 from pipeline.render import render_video
+from pipeline.overlap import foot_points
 from pipeline.scene_metric import embed_crops
 from pipeline.sinks import OutputWriter
 from pipeline.sources import Frame, Source, SourceError, default_camera_id, open_source, shown_spec
@@ -267,7 +268,9 @@ class MultiCameraPipeline:
         self.counts["crops_embedded_singly"] += sum(len(c) for c in crops_by_uid.values())
         self.counts["tracklets"] += len(tracklets)
         observations = [Observation(t.uid, t.camera_id, t.track_id, t.start_time, t.end_time, by_uid.get(t.uid),
-                                    continues=t.end_reason in CONTINUED_REASONS, crop_features=crops_by_uid.get(t.uid))
+                                    continues=t.end_reason in CONTINUED_REASONS, crop_features=crops_by_uid.get(t.uid),
+                                    feet=foot_points(t.timestamps, [b[:4] for b in t.boxes])
+                                    if self.config.association.overlap else None)
                         for t in tracklets]
         if self.config.association.refine:
             self.observations += observations
