@@ -124,12 +124,30 @@ class STAModel(nn.Module):
         output = self.forward_maps(self.frame_features(clips))
         return output if self.training else output.embedding
 
+    def frame_embeddings(self, maps: torch.Tensor) -> torch.Tensor:
+        """(B, N, E): each frame's embedding as a one-frame clip, from per-frame maps (B, N, D, h, w).
+
+        With one frame every stripe score is 1, so STA's pick-max and weighted maps are both the frame's
+        map and the pooled feature is [GAP f, GAP f]; avg/max pooling of one frame is GAP f."""
+        per_frame = maps.float().mean(dim=(3, 4))
+        if self.cfg.temporal_pool == "sta":
+            per_frame = torch.cat([per_frame, per_frame], dim=2)
+        return self._head(per_frame.flatten(0, 1)).unflatten(0, maps.shape[:2])
+
+    def embed_with_frames(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval-mode clip embeddings (B, E) and one-frame embeddings of every frame (B, N, E), one backbone pass."""
+        maps = self.frame_features(clips)
+        return self.forward_maps(maps).embedding, self.frame_embeddings(maps)
+
+    def _head(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn(self.fc(pooled)))
+
     def forward_maps(self, maps: torch.Tensor) -> STAOutput:
         """Everything after the backbone, from per-frame maps (B, N, D, h, w): lets training feed the
         maps of a frozen, cached backbone stem and evaluation read the pooled feature. Logits are None
         in eval mode or without a classifier."""
         pooled, g = self.temporal_pool(maps)
-        embedding = self.relu(self.bn(self.fc(pooled)))
+        embedding = self._head(pooled)
         logits = self.classifier(embedding) if self.training and self.classifier is not None else None
         return STAOutput(embedding, logits, g, pooled)
 

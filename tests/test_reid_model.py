@@ -158,6 +158,27 @@ def test_any_number_of_frames_at_inference(frames):
         assert model(torch.randn(2, frames, 3, 64, 32)).shape == (2, 32)
 
 
+@pytest.mark.parametrize("pool, relu", [("sta", False), ("sta", True), ("avg", False), ("max", True)])
+def test_frame_embeddings_equal_embedding_each_frame_as_a_one_frame_clip(pool, relu):
+    model = build_model(small_config(temporal_pool=pool, head_relu=relu, embed_dim=32)).eval()
+    with torch.no_grad():  # a trained-looking BatchNorm, so the head is not close to identity
+        model.bn.running_mean.uniform_(-0.5, 0.5)
+        model.bn.running_var.uniform_(0.5, 2.0)
+    # non-negative maps of real magnitude (an untrained backbone's maps are ~1e-9 and would prove nothing)
+    maps = torch.rand(2, 4, 1280, 4, 2, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        frames = model.frame_embeddings(maps)
+        one_frame_clips = torch.stack([model.forward_maps(maps[:, n:n + 1]).embedding for n in range(4)], dim=1)
+        clips = torch.randn(2, 4, 3, 64, 32)
+        clip_embedding, clip_frames = model.embed_with_frames(clips)
+        torch.testing.assert_close(clip_embedding, model(clips), atol=1e-5, rtol=0)
+        torch.testing.assert_close(clip_frames, model(clips.flatten(0, 1).unsqueeze(1)).unflatten(0, (2, 4)),
+                                   atol=1e-5, rtol=0)
+    assert frames.shape == (2, 4, 32) and one_frame_clips.abs().mean() > 0.1
+    torch.testing.assert_close(frames, one_frame_clips, atol=1e-5, rtol=1e-5)  # float32 rounding of values ~10
+    assert not torch.allclose(frames[:, 0], frames[:, 1], atol=1e-3)  # the frames really differ
+
+
 def test_baselines_pool_gap_features_over_frames():
     clips = torch.randn(2, 3, 3, 64, 32)
     for pool, reduce in [("avg", lambda x: x.mean(dim=1)), ("max", lambda x: x.amax(dim=1))]:
