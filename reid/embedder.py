@@ -10,7 +10,8 @@ tracklets are batched together. On CUDA the model runs in fp16 autocast with cha
 ``weights`` may be an STA checkpoint (.pt) or an ONNX export (.onnx, run with onnxruntime).
 ``runtime='onnxruntime'`` (or 'auto' on CPU) runs a checkpoint or untrained model through its ONNX export,
 made once and cached by reid/onnx_cache.py: about 2x faster than torch on CPU, same embeddings
-(cosine > 0.999). ``threads`` sets onnxruntime's intra-op threads (default: torch.get_num_threads()).
+(cosine > 0.999). ``embed_with_frames`` also returns each used crop's one-frame-clip embedding from the
+same backbone pass (per-crop features for the pipeline's scene metric). ``threads`` sets onnxruntime's intra-op threads (default: torch.get_num_threads()).
 """
 
 from __future__ import annotations
@@ -91,29 +92,57 @@ class Embedder:
 
     def embed(self, tracklets: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
         """(T, E) float32 unit vectors, one per tracklet; T = 0 gives an empty (0, E) array."""
+        return self._embed(tracklets, with_frames=False)[0]
+
+    def embed_with_frames(self, tracklets: Sequence[Sequence[np.ndarray]]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """What embed() gives, and per tracklet the unit one-frame-clip embeddings (n_i, E) float32 of the n_i
+        distinct crops its clips used, in crop order, read from the same backbone pass (STAModel.frame_embeddings):
+        equal to embedding each of those crops alone with seq_len=1, at no extra backbone cost."""
+        if not self._backend.has_frames:
+            raise ValueError(f"{self._backend.source}: this ONNX model has no 'frame_embedding' output; "
+                             "re-export it with tools/export_reid.py")
+        return self._embed(tracklets, with_frames=True)
+
+    def _embed(self, tracklets: Sequence[Sequence[np.ndarray]], with_frames: bool
+               ) -> tuple[np.ndarray, list[np.ndarray]]:
         check_tracklets(tracklets)
         clips = [(index, frames) for index, crops in enumerate(tracklets)
                  for frames in clip_indices(len(crops), self.seq_len, self.test_mode)]
         sums = np.zeros((len(tracklets), self.embedding_dim), dtype=np.float32)
+        by_crop: list[dict[int, np.ndarray]] = [{} for _ in tracklets]  # crop index -> its one-frame embedding
         for start in range(0, len(clips), self.batch_size):
             chunk = clips[start:start + self.batch_size]
             pixels = np.stack([[resize_crop(tracklets[t][f], self.input_size) for f in frames]
                                for t, frames in chunk])
-            np.add.at(sums, [t for t, _ in chunk], self.embed_clips(pixels))
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        return sums / np.maximum(norms, 1e-12)
+            embedded, frame_embedded = self._run(pixels, with_frames)
+            np.add.at(sums, [t for t, _ in chunk], embedded)
+            for (t, frames), vectors in zip(chunk, frame_embedded if with_frames else []):
+                for crop, vector in zip(frames, vectors):
+                    by_crop[t].setdefault(crop, vector)
+        per_crop = [_unit(np.asarray([crops[i] for i in sorted(crops)], np.float32).reshape(-1, self.embedding_dim))
+                    for crops in by_crop] if with_frames else []
+        return _unit(sums), per_crop
 
     def embed_clips(self, pixels: np.ndarray) -> np.ndarray:
         """Raw model output (B, E) float32, not normalised, for resized clips (B, N, H, W, 3) RGB uint8."""
+        return self._run(pixels, with_frames=False)[0]
+
+    def _run(self, pixels: np.ndarray, with_frames: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Raw clip embeddings (B, E) and, when asked, raw one-frame embeddings (B, N, E)."""
         expected = (self.seq_len, *self.input_size, 3)
         if pixels.ndim != 5 or pixels.shape[1:] != expected or pixels.dtype != np.uint8:
             raise ValueError(f"expected uint8 clips of shape (B, {', '.join(map(str, expected))}), "
                              f"got {pixels.dtype} {pixels.shape}")
-        return self._backend.run(pixels)
+        return self._backend.run(pixels, with_frames)
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 class _TorchBackend:
     fixed_seq_len = False
+    has_frames = True
 
     def __init__(self, weights: str | Path | None, cfg: ReIDConfig | str | Path | None, device: torch.device, fp16: bool):
         if weights is not None:
@@ -138,10 +167,13 @@ class _TorchBackend:
         return _OnnxBackend(cached_onnx(self.model, self.cfg, seq_len), threads)
 
     @torch.inference_mode()
-    def run(self, pixels: np.ndarray) -> np.ndarray:
+    def run(self, pixels: np.ndarray, with_frames: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         clips = normalize(torch.from_numpy(pixels).to(self._device, non_blocking=True))
         with torch.autocast(self._device.type, dtype=torch.float16, enabled=self._autocast):
-            return self.model(clips).float().cpu().numpy()
+            if not with_frames:
+                return self.model(clips).float().cpu().numpy(), None
+            embedded, frames = self.model.embed_with_frames(clips)
+            return embedded.float().cpu().numpy(), frames.float().cpu().numpy()
 
 
 class _OnnxBackend:
@@ -162,7 +194,11 @@ class _OnnxBackend:
         model_input = self.session.get_inputs()[0]
         _, self.seq_len, _, height, width = model_input.shape
         self.input_size = (height, width)
+        outputs = [output.name for output in self.session.get_outputs()]
         self.embedding_dim = self.session.get_outputs()[0].shape[1]
+        self.has_frames = "frame_embedding" in outputs  # exports made before it have only the clip embedding
+        self._outputs = outputs[:1] + (["frame_embedding"] if self.has_frames else [])
+        self.source = path
         self._input_name = model_input.name
         self._mean = np.array(IMAGENET_MEAN, dtype=np.float32) * 255
         self._std = np.array(IMAGENET_STD, dtype=np.float32) * 255
@@ -171,9 +207,11 @@ class _OnnxBackend:
     def device(self) -> str:
         return "onnxruntime:" + self.session.get_providers()[0]
 
-    def run(self, pixels: np.ndarray) -> np.ndarray:
+    def run(self, pixels: np.ndarray, with_frames: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         clips = ((pixels.astype(np.float32) - self._mean) / self._std).transpose(0, 1, 4, 2, 3)
-        return self.session.run(None, {self._input_name: np.ascontiguousarray(clips)})[0]
+        names = self._outputs if with_frames else self._outputs[:1]
+        results = self.session.run(names, {self._input_name: np.ascontiguousarray(clips)})
+        return results[0], results[1] if with_frames else None
 
 
 def _model_source(c: EmbedderConfig) -> tuple[Path | None, Path | None]:

@@ -1,7 +1,9 @@
 """ONNX export of STA models (opset 17, dynamic batch, fixed N frames), and a parity check.
 
 Input ``clips``: (batch, N, 3, H, W) float32, RGB normalised with ImageNet mean/std (as
-reid.preprocess.normalize produces); output ``embedding``: (batch, E), not L2-normalised.
+reid.preprocess.normalize produces); outputs ``embedding``: (batch, E), the clip's embedding, and
+``frame_embedding``: (batch, N, E), each frame embedded as a one-frame clip (STAModel.frame_embeddings),
+from the same backbone pass; neither is L2-normalised.
 """
 
 from __future__ import annotations
@@ -15,6 +17,18 @@ import torch
 from reid.model import STAModel
 
 OPSET = 17
+OUTPUTS = ("embedding", "frame_embedding")
+
+
+class _ClipAndFrames(torch.nn.Module):
+    """Traces STAModel.embed_with_frames: both outputs of one backbone pass."""
+
+    def __init__(self, model: STAModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.embed_with_frames(clips)
 
 
 def export_onnx(model: STAModel, out: Path, seq_len: int, input_size: tuple[int, int]) -> Path:
@@ -26,9 +40,9 @@ def export_onnx(model: STAModel, out: Path, seq_len: int, input_size: tuple[int,
         # Shape checks in Python become constants in the trace: intended, N and H x W are fixed.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (example,), str(out), opset_version=OPSET, dynamo=False,
-                          input_names=["clips"], output_names=["embedding"],
-                          dynamic_axes={"clips": {0: "batch"}, "embedding": {0: "batch"}})
+        torch.onnx.export(_ClipAndFrames(model), (example,), str(out), opset_version=OPSET, dynamo=False,
+                          input_names=["clips"], output_names=list(OUTPUTS),
+                          dynamic_axes={name: {0: "batch"} for name in ("clips", *OUTPUTS)})
     return out
 
 

@@ -132,7 +132,7 @@ class STAModel(nn.Module):
         per_frame = maps.float().mean(dim=(3, 4))
         if self.cfg.temporal_pool == "sta":
             per_frame = torch.cat([per_frame, per_frame], dim=2)
-        return self._head(per_frame.flatten(0, 1)).unflatten(0, maps.shape[:2])
+        return self._head(per_frame.flatten(0, 1)).unflatten(0, (-1, maps.shape[1]))  # -1: dynamic batch in ONNX
 
     def embed_with_frames(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Eval-mode clip embeddings (B, E) and one-frame embeddings of every frame (B, N, E), one backbone pass."""

@@ -3,8 +3,8 @@
 On CPU onnxruntime runs the MobileNetV2 STA model about 2x faster than torch (benchmarks/bench_reid.py),
 but exporting takes seconds, so each export is kept as ``<cache>/reid_onnx/<name>_<hash>.onnx``. The hash
 covers every parameter and buffer of the model, its config, N, the exporter's opset, the torch version
-and the source of the modules defining the model: other weights, settings or model code never reuse a
-stale file. ``<cache>`` is $MTMC_CACHE, else runs/cache.
+and the source of the modules defining the model and its export (so its outputs): other weights, settings,
+model or export code never reuse a stale file. ``<cache>`` is $MTMC_CACHE, else runs/cache.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from configs import REPO_ROOT
 from reid.model import ReIDConfig
 
 CACHE_ENV = "MTMC_CACHE"
-MODEL_SOURCES = ("model.py", "attention.py", "backbones.py")  # the reid code that defines what is exported
+# the reid code that defines what is exported, and the exporter (its outputs)
+MODEL_SOURCES = ("model.py", "attention.py", "backbones.py", "export.py")
 
 
 def cache_root() -> Path:

@@ -10,6 +10,7 @@ from configs import REPO_ROOT
 from reid.embedder import Embedder
 from reid.model import build_model, load_config
 from reid.onnx_cache import CACHE_ENV, model_hash
+from reid.preprocess import clip_indices
 from tests.test_embedder import PEOPLE, pets_tracklets  # noqa: F401  (the real-crop fixture)
 
 pytest.importorskip("onnxruntime")
@@ -36,6 +37,20 @@ def test_fast_path_matches_torch_on_real_crops(fast, pets_tracklets):  # noqa: F
     assert fast.device.startswith("onnxruntime") and actual.shape == expected.shape
     cosine = (actual * expected).sum(axis=1)
     assert cosine.min() > 0.999, f"onnxruntime vs torch cosine per tracklet: {np.round(cosine, 5)}"
+
+
+def test_frame_features_match_torch_and_one_frame_clips(fast, pets_tracklets):  # noqa: F811
+    tracklets = [pets_tracklets[(person, 0)] for person in PEOPLE] + [pets_tracklets[(PEOPLE[0], 1)][:2]]  # 2 crops: repeats
+    clips, frames = fast.embed_with_frames(tracklets)
+    torch_embedder = Embedder(runtime="torch")
+    torch_clips, torch_frames = torch_embedder.embed_with_frames(tracklets)
+    np.testing.assert_allclose(clips, fast.embed(tracklets), atol=1e-6)  # the clip embedding is unchanged
+    used = [sorted(set(clip_indices(len(t), fast.seq_len, "even")[0])) for t in tracklets]
+    assert [len(f) for f in frames] == [len(u) for u in used] == [len(f) for f in torch_frames]
+    cosine = (np.concatenate(frames) * np.concatenate(torch_frames)).sum(axis=1)
+    assert cosine.min() > 0.999, f"onnxruntime vs torch per-crop cosine: {np.round(cosine, 5)}"
+    one_frame = Embedder(runtime="torch", seq_len=1).embed([[t[i]] for t, u in zip(tracklets, used) for i in u])
+    np.testing.assert_allclose(np.concatenate(torch_frames), one_frame, atol=1e-5)
 
 
 def test_export_is_made_once_and_reused(fast, cache):
