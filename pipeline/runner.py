@@ -25,16 +25,15 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.association import Assignment, Observation, OnlineAssociator, refine_identities
-from pipeline.config import PipelineConfig, config_to_dict
+from pipeline.config import AssociationConfig, PipelineConfig, config_to_dict
 from pipeline.detectors import Detector, create_detector
 from pipeline.render import render_video
 from pipeline.overlap import foot_points
-from pipeline.scene_metric import embed_crops
 from pipeline.sinks import OutputWriter
 from pipeline.sources import Frame, Source, SourceError, default_camera_id, open_source, shown_spec
 from pipeline.tracklets import Tracklet, TrackletBuffer
 
-STAGES = ("decode", "detect", "track", "buffer", "embed", "embed_crops", "embed_wait", "associate", "write")  # embed includes embed_crops
+STAGES = ("decode", "detect", "track", "buffer", "embed", "embed_wait", "associate", "write")
 CONTINUED_REASONS = ("max_length", "mature")  # tracklet cuts after which the local track goes on
 MAX_BATCHES_IN_FLIGHT = 2  # bounds the crops held in memory when embedding falls behind detection
 
@@ -96,14 +95,20 @@ def default_embedder(config: PipelineConfig, threads: int | None = None, seq_len
                     runtime="auto", threads=threads, seq_len=seq_len)
 
 
+def clip_mode(config: AssociationConfig) -> str:
+    """Embedder test mode of the runner: 'all' (every kept crop, consecutive clips) when the offline pass learns
+    a scene metric, whose per-crop features come from those clips; with only the N crops of one 'even' clip
+    it loses 2-3 points of MTMC IDF1 (tools/association_lab.py --crop-features clip, demo and held-out scenes)."""
+    return "all" if config.refine and config.scene_metric else "even"
+
+
 class MultiCameraPipeline:
     def __init__(self, config: PipelineConfig, detector: Detector | None = None, embedder: Any = None,
-                 tracker_factory: Callable[[float], Any] | None = None, crop_embedder: Any = None):
+                 tracker_factory: Callable[[float], Any] | None = None):
         self.config = config
         self.detector = detector
         self.embedder = embedder
         self.tracker_factory = tracker_factory
-        self.crop_embedder = crop_embedder  # seq_len=1: per-crop features for the offline scene metric
 
     # ---- setup -------------------------------------------------------------------------------------
     def _camera_ids(self, sources: Sequence[str | Source]) -> list[str]:
@@ -133,11 +138,9 @@ class MultiCameraPipeline:
             self.tracker_factory = default_tracker_factory(self.config.tracker.name, self.config.tracker.overrides)
         if self.embedder is None:
             self.embedder = default_embedder(self.config, engine_threads())
-        if self.crop_embedder is None and self._wants_crop_features():
-            self.crop_embedder = default_embedder(self.config, engine_threads(), seq_len=1)
 
     def _wants_crop_features(self) -> bool:
-        return self.config.association.refine and self.config.association.scene_metric
+        return clip_mode(self.config.association) == "all"
 
     # ---- run ---------------------------------------------------------------------------------------
     def run(self, sources: Sequence[str | Source]) -> dict[str, Any]:
@@ -253,19 +256,23 @@ class MultiCameraPipeline:
 
     def _embed(self, tracklets: list[Tracklet]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
         """Embedding worker thread: uid -> vector for the tracklets long enough to embed, and uid -> per-crop
-        features when the offline pass learns a scene metric."""
+        features when the offline pass learns a scene metric: the one-frame embeddings of the crops the
+        clips used, read from the same backbone pass (Embedder.embed_with_frames)."""
         usable = [t for t in tracklets if t.crops and len(t) >= self.config.tracklets.min_length]
-        vectors = self.embedder.embed([t.crops for t in usable]) if usable else np.zeros((0, 0))
-        crops = (self.timer.time("embed_crops", embed_crops, self.crop_embedder, [t.crops for t in usable])
-                 if self._wants_crop_features() else [])
-        return {t.uid: v for t, v in zip(usable, vectors)}, {t.uid: c for t, c in zip(usable, crops)}
+        uids, crop_lists = [t.uid for t in usable], [t.crops for t in usable]
+        if not usable:
+            return {}, {}
+        if not self._wants_crop_features():
+            return dict(zip(uids, self.embedder.embed(crop_lists))), {}
+        vectors, crops = self.embedder.embed_with_frames(crop_lists, clip_mode(self.config.association))
+        return dict(zip(uids, vectors)), {uid: c.astype(np.float16) for uid, c in zip(uids, crops)}
 
     def _observations(self, tracklets: list[Tracklet],
                       embedded: tuple[dict[int, np.ndarray], dict[int, np.ndarray]]) -> list[Observation]:
         by_uid, crops_by_uid = embedded
         self.counts["crops_embedded"] += sum(min(len(t.crops), self._crops_per_embed()) for t in tracklets
                                              if t.uid in by_uid)
-        self.counts["crops_embedded_singly"] += sum(len(c) for c in crops_by_uid.values())
+        self.counts["crop_features"] += sum(len(c) for c in crops_by_uid.values())
         self.counts["tracklets"] += len(tracklets)
         observations = [Observation(t.uid, t.camera_id, t.track_id, t.start_time, t.end_time, by_uid.get(t.uid),
                                     continues=t.end_reason in CONTINUED_REASONS, crop_features=crops_by_uid.get(t.uid),
@@ -278,7 +285,7 @@ class MultiCameraPipeline:
 
     def _crops_per_embed(self) -> int:
         """Crops the embedder actually runs per tracklet (its clip length in 'even' mode)."""
-        if getattr(self.embedder, "test_mode", "even") == "even":
+        if not self._wants_crop_features() and getattr(self.embedder, "test_mode", "even") == "even":
             return getattr(self.embedder, "seq_len", self.config.tracklets.crops_per_tracklet)
         return self.config.tracklets.crops_per_tracklet
 
@@ -342,7 +349,7 @@ class MultiCameraPipeline:
             "identities": self.associator.identities_issued if final_ids is None else len(set(final_ids.values())),
             "detections": self.counts["detections"],
             "crops_embedded": self.counts["crops_embedded"],
-            "crops_embedded_singly": self.counts["crops_embedded_singly"],  # per-crop features for the scene metric
+            "crop_features": self.counts["crop_features"],  # per-crop features for the scene metric (no extra pass)
             "refine_changes": self.counts.get("refine_changes", 0),
             "stage_ms_per_frame": {k: round(v, 3) for k, v in per_frame.items()},
             "wall_s": round(wall, 3),

@@ -94,20 +94,24 @@ class Embedder:
         """(T, E) float32 unit vectors, one per tracklet; T = 0 gives an empty (0, E) array."""
         return self._embed(tracklets, with_frames=False)[0]
 
-    def embed_with_frames(self, tracklets: Sequence[Sequence[np.ndarray]]) -> tuple[np.ndarray, list[np.ndarray]]:
+    def embed_with_frames(self, tracklets: Sequence[Sequence[np.ndarray]], test_mode: str | None = None
+                          ) -> tuple[np.ndarray, list[np.ndarray]]:
         """What embed() gives, and per tracklet the unit one-frame-clip embeddings (n_i, E) float32 of the n_i
         distinct crops its clips used, in crop order, read from the same backbone pass (STAModel.frame_embeddings):
-        equal to embedding each of those crops alone with seq_len=1, at no extra backbone cost."""
+        equal to embedding each of those crops alone with seq_len=1, at no extra backbone cost. ``test_mode``
+        overrides the embedder's for this call ('all': a feature for every crop)."""
+        if test_mode is not None and test_mode not in TEST_MODES:
+            raise ValueError(f"test_mode must be one of {TEST_MODES}, got {test_mode!r}")
         if not self._backend.has_frames:
             raise ValueError(f"{self._backend.source}: this ONNX model has no 'frame_embedding' output; "
                              "re-export it with tools/export_reid.py")
-        return self._embed(tracklets, with_frames=True)
+        return self._embed(tracklets, with_frames=True, test_mode=test_mode or self.test_mode)
 
-    def _embed(self, tracklets: Sequence[Sequence[np.ndarray]], with_frames: bool
+    def _embed(self, tracklets: Sequence[Sequence[np.ndarray]], with_frames: bool, test_mode: str | None = None
                ) -> tuple[np.ndarray, list[np.ndarray]]:
         check_tracklets(tracklets)
         clips = [(index, frames) for index, crops in enumerate(tracklets)
-                 for frames in clip_indices(len(crops), self.seq_len, self.test_mode)]
+                 for frames in clip_indices(len(crops), self.seq_len, test_mode or self.test_mode)]
         sums = np.zeros((len(tracklets), self.embedding_dim), dtype=np.float32)
         by_crop: list[dict[int, np.ndarray]] = [{} for _ in tracklets]  # crop index -> its one-frame embedding
         for start in range(0, len(clips), self.batch_size):

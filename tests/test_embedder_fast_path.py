@@ -51,6 +51,8 @@ def test_frame_features_match_torch_and_one_frame_clips(fast, pets_tracklets):  
     assert cosine.min() > 0.999, f"onnxruntime vs torch per-crop cosine: {np.round(cosine, 5)}"
     one_frame = Embedder(runtime="torch", seq_len=1).embed([[t[i]] for t, u in zip(tracklets, used) for i in u])
     np.testing.assert_allclose(np.concatenate(torch_frames), one_frame, atol=1e-5)
+    every_clips, every_crop = fast.embed_with_frames(tracklets, test_mode="all")  # consecutive clips: all crops
+    assert [len(f) for f in every_crop] == [len(t) for t in tracklets] and every_clips.shape == clips.shape
 
 
 def test_export_is_made_once_and_reused(fast, cache):

@@ -3,8 +3,9 @@
 Three cached stages, each keyed by its settings:
   collect  sources -> detector -> trackers -> tracklet buffer (frame-synchronous, like the runner with
            equal frame rates); tracklets with their crops go to a pickle
-  embed    the tracklets' crops -> STA embeddings (npy), and each crop alone -> per-crop features (npz) for
-           the scene-adaptive metric of the offline pass
+  embed    the tracklets' crops -> STA embeddings (npy) and per-crop features (npz) for the scene-adaptive
+           metric of the offline pass: as the runner makes them (one-frame embeddings of the crops the clips
+           used, same backbone pass), or with --crop-features every each kept crop embedded alone
   score    online association (runner batching) + offline refinement -> mtmc.txt -> TrackEval MTMC IDF1,
            plus appearance diagnostics against the ground truth (same/different person distance AUC,
            MTMC IDF1 with oracle association = the ceiling association can reach on these tracklets)
@@ -40,7 +41,7 @@ from pipeline.config import PipelineConfig, load_pipeline_config  # noqa: E402
 from pipeline.detectors import create_detector  # noqa: E402
 from pipeline.motio import read_mot_rows, rows_by_frame  # noqa: E402
 from pipeline.overlap import foot_points  # noqa: E402
-from pipeline.runner import default_tracker_factory  # noqa: E402
+from pipeline.runner import clip_mode, default_tracker_factory  # noqa: E402
 from pipeline.scene_metric import CropGroup, SceneMetric, embed_crops  # noqa: E402
 from pipeline.sinks import mtmc_lines  # noqa: E402
 from pipeline.sources import open_source  # noqa: E402
@@ -77,21 +78,26 @@ def collect(config: PipelineConfig, sources: list[str], cameras: list[str]) -> l
     return finished + buffer.flush()
 
 
-def embed(tracklets: list[Tracklet], config: PipelineConfig, test_mode: str) -> np.ndarray:
+def embed(tracklets: list[Tracklet], config: PipelineConfig, test_mode: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    """STA vectors (NaN rows for tracklets too short to embed) and, as the runner makes them, per-crop features:
+    the one-frame embeddings of the crops each clip used, from the same backbone pass (empty when not embedded)."""
     from reid import Embedder
 
     embedder = Embedder(weights=config.reid.weights or None, device="cpu", batch_size=config.reid.batch_size,
-                        test_mode=test_mode)
+                        test_mode=test_mode, runtime="auto")
     vectors = np.full((len(tracklets), embedder.embedding_dim), np.nan, dtype=np.float32)
+    crops = [np.zeros((0, embedder.embedding_dim), np.float16) for _ in tracklets]
     rows = [i for i, t in enumerate(tracklets) if t.crops and len(t) >= config.tracklets.min_length]
     for start in tqdm(range(0, len(rows), 16), desc="embed"):
         chunk = rows[start:start + 16]
-        vectors[chunk] = embedder.embed([tracklets[i].crops for i in chunk])
-    return vectors
+        vectors[chunk], features = embedder.embed_with_frames([tracklets[i].crops for i in chunk])
+        for i, f in zip(chunk, features):
+            crops[i] = f.astype(np.float16)
+    return vectors, crops
 
 
 def embed_per_crop(tracklets: list[Tracklet], config: PipelineConfig) -> list[np.ndarray]:
-    """The runner's per-crop features (pipeline/runner.py crop embedder): each crop as a 1-frame clip."""
+    """Every kept crop as a 1-frame clip (a second backbone pass; the runner's way before embed_with_frames)."""
     from reid import Embedder
 
     embedder = Embedder(weights=config.reid.weights or None, device="cpu", batch_size=config.reid.batch_size,
@@ -100,6 +106,10 @@ def embed_per_crop(tracklets: list[Tracklet], config: PipelineConfig) -> list[np
     for start in tqdm(range(0, len(tracklets), 16), desc="embed crops"):
         features += embed_crops(embedder, [t.crops for t in tracklets[start:start + 16]])
     return features
+
+
+def save_crop_features(path: Path, features: list[np.ndarray]) -> None:
+    np.savez(path, features=np.concatenate(features), counts=[len(f) for f in features])
 
 
 def observations_of(tracklets: list[Tracklet], vectors: np.ndarray, crops: list[np.ndarray] | None = None
@@ -250,7 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], help="dotted.key=value config override")
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=VIDEO,DETFILE",
                         help="negative-control camera from another scene (no identity may be shared with it)")
-    parser.add_argument("--test-mode", default="even")
+    parser.add_argument("--test-mode", default=None, help="even | all (default: the runner's, pipeline.runner.clip_mode)")
+    parser.add_argument("--crop-features", choices=("clip", "every"), default="clip",
+                        help="scene-metric per-crop features: clip = the crops the clips used, from their backbone "
+                             "pass (the runner); every = every kept crop embedded alone (a second pass)")
     args = parser.parse_args(argv)
     scene, cache = Path(args.scene), Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -266,20 +279,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.detector == "mot":
         overrides.update({"detector.det_files": det_files, "detector.conf": 0.5})
     config = load_pipeline_config(args.config, overrides)
+    test_mode = args.test_mode or clip_mode(config.association)
 
     collect_key = settings_key(str(scene), cameras, sources, config.detector, config.tracker, config.tracklets)
     tracklet_file = cache / f"tracklets_{collect_key}.pkl"
     if not tracklet_file.is_file():
         tracklet_file.write_bytes(pickle.dumps(collect(config, sources, cameras)))
     tracklets = pickle.loads(tracklet_file.read_bytes())
-    embed_key = settings_key(collect_key, config.reid.weights, args.test_mode, config.tracklets.min_length)
-    vector_file = cache / f"vectors_{embed_key}.npy"
-    if not vector_file.is_file():
-        np.save(vector_file, embed(tracklets, config, args.test_mode))
-    crop_file = cache / f"percrop_{embed_key}.npz"
+    embed_key = settings_key(collect_key, config.reid.weights, test_mode, config.tracklets.min_length)
+    vector_file, clip_crop_file = cache / f"vectors_{embed_key}.npy", cache / f"clipcrops_{embed_key}.npz"
+    if not (vector_file.is_file() and clip_crop_file.is_file()):
+        vectors, features = embed(tracklets, config, test_mode)
+        np.save(vector_file, vectors)
+        save_crop_features(clip_crop_file, features)
+    crop_file = clip_crop_file if args.crop_features == "clip" else cache / f"percrop_{embed_key}.npz"
     if not crop_file.is_file():
-        features = embed_per_crop(tracklets, config)
-        np.savez(crop_file, features=np.concatenate(features), counts=[len(f) for f in features])
+        save_crop_features(crop_file, embed_per_crop(tracklets, config))
     stored = np.load(crop_file)
     crops = np.split(stored["features"], np.cumsum(stored["counts"])[:-1])
     observations = observations_of(tracklets, np.load(vector_file), crops)
