@@ -47,6 +47,7 @@ from pipeline.sinks import mtmc_lines  # noqa: E402
 from pipeline.sources import open_source  # noqa: E402
 from pipeline.tracklets import Tracklet, TrackletBuffer  # noqa: E402
 from tools.evaluation import evaluate_mtmc  # noqa: E402
+from trackers.geometry import iou_matrix  # noqa: E402
 
 
 def settings_key(*parts) -> str:
@@ -151,7 +152,7 @@ def gt_labels(tracklets: list[Tracklet], scene: Path) -> list[int]:
             gt = per_camera[t.camera_id][frame] if frame < len(per_camera[t.camera_id]) else np.zeros((0, 6))
             if len(gt):
                 g = np.column_stack([gt[:, 2], gt[:, 3], gt[:, 2] + gt[:, 4], gt[:, 3] + gt[:, 5]])
-                ious = box_iou(box[:4], g)
+                ious = iou_matrix(box[None, :4], g)[0]
                 if ious.max() >= 0.5:
                     gid = int(gt[ious.argmax(), 1])
                     votes[gid] = votes.get(gid, 0) + 1
@@ -171,14 +172,6 @@ def oracle_ids(tracklets: list[Tracklet], labels: list[int]) -> dict[int, int]:
             ids[t.uid] = label
             frames.update(t.frames)
     return ids
-
-
-def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x1, y1 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
-    x2, y2 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area - inter, 1e-9)
 
 
 def separation(observations: list[Observation], labels: list[int], centre: bool) -> dict[str, float]:
