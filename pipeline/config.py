@@ -86,11 +86,12 @@ class AssociationConfig:
     # else lend a look-alike track to a cluster); 0 = off
     camera_link_min_pairs: int = 2
     camera_link_ratio: float = 0.4
-    # overlapping views (pipeline/overlap.py): per camera pair, a homography between the foot points of
-    # simultaneous tracks that are mutual nearest neighbours by appearance; when at least overlap_min_pairs
-    # of them (and overlap_min_share) fit it, simultaneous tracks of the two cameras whose median reprojection
-    # error is <= overlap_same_error box heights get distance * overlap_same_scale, >= overlap_different_error
-    # a cannot-link; cameras without such a fit keep appearance only
+    # overlapping views (pipeline/overlap.py): per camera pair, a mapping (similarity, affine or homography)
+    # between the foot points of simultaneous tracks that are mutual nearest neighbours by appearance; when
+    # at least overlap_min_pairs of them (and overlap_min_share) fit it, simultaneous tracks of the two
+    # cameras whose median reprojection error is <= overlap_same_error box heights get
+    # distance * overlap_same_scale, >= overlap_different_error a cannot-link; cameras without such a fit
+    # keep appearance only
     overlap: bool = False
     overlap_min_common: int = 10  # common frames for two tracks to count as simultaneous
     overlap_min_pairs: int = 4

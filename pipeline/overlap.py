@@ -3,7 +3,8 @@
 Two cameras that see the same floor relate their people's foot points (bottom-centre of the boxes) by one
 homography. For each camera pair, local tracks seen at the same times that are each other's nearest
 neighbour by appearance (and under the merge threshold) are likely the same person; their foot points at
-common times are fitted with a RANSAC homography. When enough of those pairs agree with it
+common times are fitted by RANSAC (the simplest of similarity, affine and homography that explains them,
+see ``fit_homography``). When enough of those pairs agree with it
 (``overlap_min_pairs`` and ``overlap_min_share``), the cameras overlap, and every pair of their simultaneous
 tracks gets a reprojection error: the median over common times of |H(foot in A) - foot in B| in units of
 the box height in B. Small means one person at one place; large means two people. Cameras that do not
@@ -60,22 +61,42 @@ def reprojection_error(homography: np.ndarray, a: np.ndarray, b: np.ndarray) -> 
 
 def fit_homography(pairs: list[tuple[np.ndarray, np.ndarray]], config: AssociationConfig
                    ) -> tuple[np.ndarray, int] | None:
-    """RANSAC homography over the seed pairs' feet; returns it (refitted on the inlier pairs) and how many
-    pairs it explains, or None when too few pairs agree."""
+    """The foot-point mapping that explains the most seed pairs, as a 3x3 matrix, and how many it explains;
+    None when too few pairs agree.
+
+    Three RANSAC models, simplest first: similarity, affine, homography; a more general one is taken only
+    when it explains more pairs. Seed pairs often lie in a narrow strip (where the views overlap), and a
+    full homography fitted there can match the strip while extrapolating wildly elsewhere, turning every
+    simultaneous pair outside the strip into a false "different people"."""
     sampled = [(a[idx], b[idx]) for a, b in pairs
                for idx in [np.linspace(0, len(a) - 1, min(len(a), POINTS_PER_PAIR)).astype(int)]]
     src = np.concatenate([a[:, 1:3] for a, _ in sampled])
     dst = np.concatenate([b[:, 1:3] for _, b in sampled])
-    height = float(np.median(np.concatenate([b[:, 3] for _, b in sampled])))
-    homography, _ = cv2.findHomography(src, dst, cv2.RANSAC, config.overlap_fit_error * height)
-    if not _usable(homography):
+    pixels = config.overlap_fit_error * float(np.median(np.concatenate([b[:, 3] for _, b in sampled])))
+    best, best_inliers = None, []
+    for estimate in (_similarity, _affine, _homography):
+        model = estimate(src, dst, pixels)
+        if _usable(model):
+            inliers = [pair for pair in pairs if reprojection_error(model, *pair) <= config.overlap_fit_error]
+            if len(inliers) > len(best_inliers):
+                best, best_inliers = model, inliers
+    if len(best_inliers) < config.overlap_min_pairs or len(best_inliers) < config.overlap_min_share * len(pairs):
         return None
-    inliers = [pair for pair in pairs if reprojection_error(homography, *pair) <= config.overlap_fit_error]
-    if len(inliers) < config.overlap_min_pairs or len(inliers) < config.overlap_min_share * len(pairs):
-        return None
-    refined, _ = cv2.findHomography(np.concatenate([a[:, 1:3] for a, _ in inliers]),
-                                    np.concatenate([b[:, 1:3] for _, b in inliers]), 0)
-    return (refined if _usable(refined) else homography), len(inliers)
+    return best, len(best_inliers)
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray, pixels: float) -> np.ndarray | None:
+    matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=pixels)
+    return None if matrix is None else np.vstack([matrix, [0.0, 0.0, 1.0]])
+
+
+def _affine(src: np.ndarray, dst: np.ndarray, pixels: float) -> np.ndarray | None:
+    matrix, _ = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=pixels)
+    return None if matrix is None else np.vstack([matrix, [0.0, 0.0, 1.0]])
+
+
+def _homography(src: np.ndarray, dst: np.ndarray, pixels: float) -> np.ndarray | None:
+    return cv2.findHomography(src, dst, cv2.RANSAC, pixels)[0]
 
 
 def _usable(homography: np.ndarray | None) -> bool:
