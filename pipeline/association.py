@@ -264,7 +264,7 @@ class _Cluster:
 
 
 def refine_identities(observations: Sequence[Observation], online: dict[int, int], config: AssociationConfig,
-                      info: dict | None = None) -> dict[int, int]:
+                      info: dict | None = None, metric: SceneMetric | None = None) -> dict[int, int]:
     """Offline pass: cluster local tracks (average linkage, constrained) and return uid -> global id.
 
     ``online`` (uid -> online global id) decides the numbering: each cluster takes the online id most of
@@ -272,10 +272,11 @@ def refine_identities(observations: Sequence[Observation], online: dict[int, int
     ``info``, when given, gets "metric": which distance the pass used, "overlaps": the camera pairs found to
     overlap (see ``apply_overlap_evidence``), and "unlinked_cameras": the camera pairs the pass held to
     confident merges for want of evidence (see ``separate_unlinked_cameras``).
+    ``metric``, when given, is used instead of one learned from this run (e.g. one fitted on another run).
     """
     members = _group_by_track(observations)
     clusters = [_Cluster([i], _track_spans(positions, observations)) for i, positions in enumerate(members)]
-    metric = _fit_metric(observations, config)
+    metric = metric if metric is not None else _fit_metric(observations, config)
     if metric is not None:
         distance, threshold = _metric_distances(metric, members, observations, config), config.metric_threshold
     else:
@@ -286,7 +287,7 @@ def refine_identities(observations: Sequence[Observation], online: dict[int, int
     unlinked = separate_unlinked_cameras(distance, cameras, threshold, config)
     if info is not None:
         info["overlaps"] = overlapping
-        info["metric"] = (f"scene metric from {metric.pairs} cannot-link pairs" if metric is not None
+        info["metric"] = (f"scene metric from {metric.pairs} 'different' pairs" if metric is not None
                           else "cosine on tracklet embeddings")
         info["unlinked_cameras"] = unlinked
     _agglomerate(clusters, distance, threshold, config.transitions)

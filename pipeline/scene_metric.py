@@ -62,7 +62,7 @@ class SceneMetric:
     def __init__(self, mean: np.ndarray, projection: np.ndarray, pairs: int):
         self.mean = mean  # (D,) subtracted before projecting
         self.projection = projection  # (D, dims)
-        self.pairs = pairs  # cannot-link pairs it was learned from
+        self.pairs = pairs  # "different" pairs it was learned from (cannot-link pairs when fitted on a run)
 
     @classmethod
     def fit(cls, groups: Sequence[CropGroup], config: AssociationConfig) -> SceneMetric | None:
@@ -72,20 +72,29 @@ class SceneMetric:
         pairs = [(i, j) for i, j in cannot_link_pairs(groups) if i in kept and j in kept]
         if len(pairs) < config.metric_min_pairs:
             return None
-        crops = np.concatenate([groups[i].crops for i in usable]).astype(np.float64)
+        position = {group: n for n, group in enumerate(usable)}
+        different = [(position[i], position[j]) for i, j in pairs]
+        return cls.from_groups([groups[i].crops for i in usable], different, config)
+
+    @classmethod
+    def from_groups(cls, crops_per_group: Sequence[np.ndarray], different: Sequence[tuple[int, int]],
+                    config: AssociationConfig) -> SceneMetric:
+        """The LDA itself: each group's crops show one person (within scatter), each pair in ``different``
+        indexes two groups of different people (between scatter of their mean differences)."""
+        crops = np.concatenate(crops_per_group).astype(np.float64)
         mean = crops.mean(0)
         dims = min(config.metric_pca_dims, len(crops) - 1, crops.shape[1])
         basis = np.linalg.svd(crops - mean, full_matrices=False)[2][:dims].T  # (D, dims) principal axes
-        reduced = {i: (groups[i].crops.astype(np.float64) - mean) @ basis for i in usable}
-        centres = {i: r.mean(0) for i, r in reduced.items()}
-        within = np.concatenate([r - centres[i] for i, r in reduced.items()])
+        reduced = [(np.asarray(group, dtype=np.float64) - mean) @ basis for group in crops_per_group]
+        centres = [r.mean(0) for r in reduced]
+        within = np.concatenate([r - c for r, c in zip(reduced, centres)])
         scatter_within = within.T @ within / len(within)
         scatter_within += config.metric_shrinkage * np.trace(scatter_within) / dims * np.eye(dims)
-        between = np.asarray([centres[i] - centres[j] for i, j in pairs])
+        between = np.asarray([centres[i] - centres[j] for i, j in different])
         scatter_between = between.T @ between / len(between)
         _, vectors = scipy.linalg.eigh(scatter_between, scatter_within)
         keep = min(config.metric_dims, dims)
-        return cls(mean, basis @ vectors[:, ::-1][:, :keep], len(pairs))
+        return cls(mean, basis @ vectors[:, ::-1][:, :keep], len(different))
 
     def project(self, crops: np.ndarray) -> np.ndarray:
         return (np.asarray(crops, dtype=np.float64) - self.mean) @ self.projection

@@ -209,6 +209,27 @@ def test_offline_pass_falls_back_to_cosine_without_enough_constraints():
     assert info["metric"] == "cosine on tracklet embeddings"
 
 
+def test_offline_pass_uses_a_supplied_metric_instead_of_learning_one():
+    """A metric fitted elsewhere (here on known identities, as tools/association_lab.py's upper bound does) is
+    used even where the run itself gives too few constraints to learn one."""
+    from pipeline.association import refine_identities
+    from pipeline.config import AssociationConfig
+    from pipeline.scene_metric import SceneMetric
+
+    observations = random_scene(1)
+    people = sorted({o.track_id for o in observations})
+    config = AssociationConfig(metric_min_pairs=10_000)  # the run alone: plain cosine
+    metric = SceneMetric.from_groups(
+        [np.concatenate([o.crop_features for o in observations if o.track_id == p]) for p in people],
+        [(i, j) for i in range(len(people)) for j in range(i + 1, len(people))], config)
+    info: dict = {}
+    final = refine_identities(observations, {o.uid: o.uid for o in observations}, config, info, metric=metric)
+    assert info["metric"] == f"scene metric from {len(people) * (len(people) - 1) // 2} 'different' pairs"
+    for person in people:  # one identity per person, across the three cameras
+        assert len({final[o.uid] for o in observations if o.track_id == person}) == 1
+    assert len(set(final.values())) == len(people)
+
+
 # ---- offline pass: cameras without evidence of shared people merge only confidently -------------------------
 
 def unit(*components: float) -> np.ndarray:

@@ -8,7 +8,9 @@ Three cached stages, each keyed by its settings:
            used, same backbone pass), or with --crop-features every each kept crop embedded alone
   score    online association (runner batching) + offline refinement -> mtmc.txt -> TrackEval MTMC IDF1,
            plus appearance diagnostics against the ground truth (same/different person distance AUC,
-           MTMC IDF1 with oracle association = the ceiling association can reach on these tracklets)
+           MTMC IDF1 with oracle association = the ceiling association can reach on these tracklets, and with
+           the scene metric fitted on the ground-truth identities instead of the run's own constraints = what
+           the best linear metric of these features gives the offline pass)
 
     python tools/association_lab.py --config configs/demo.yaml --scene runs/demo/cameras --detector mot \\
         --cache runs/assoc_lab --set association.threshold=0.6 --set tracklets.colour_norm=meanstd
@@ -122,8 +124,10 @@ def observations_of(tracklets: list[Tracklet], vectors: np.ndarray, crops: list[
             for t, v, c in zip(tracklets, vectors, crops)]
 
 
-def associate(observations: list[Observation], config: PipelineConfig, info: dict | None = None) -> dict[int, int]:
-    """The runner's scheme: online batches of reid.batch_size tracklets, then the offline pass."""
+def associate(observations: list[Observation], config: PipelineConfig, info: dict | None = None,
+              metric: SceneMetric | None = None) -> dict[int, int]:
+    """The runner's scheme: online batches of reid.batch_size tracklets, then the offline pass (with ``metric``
+    instead of the one it would learn, when given)."""
     associator = OnlineAssociator(config.association)
     online: dict[int, int] = {}
     size = config.reid.batch_size
@@ -131,7 +135,7 @@ def associate(observations: list[Observation], config: PipelineConfig, info: dic
         online.update({a.uid: a.global_id for a in associator.assign(observations[start:start + size])})
     if not config.association.refine:
         return online
-    return refine_identities(observations, online, config.association, info)
+    return refine_identities(observations, online, config.association, info, metric)
 
 
 def write_mtmc(tracklets: list[Tracklet], ids: dict[int, int], cameras: list[str], path: Path) -> None:
@@ -192,11 +196,29 @@ def separation(observations: list[Observation], labels: list[int], centre: bool)
             "different": round(float(np.median(different)), 3)}
 
 
+def has_crop_features(observation: Observation) -> bool:
+    return (observation.embedding is not None and observation.crop_features is not None
+            and len(observation.crop_features) > 0)
+
+
+def gt_metric(observations: list[Observation], labels: list[int], config: PipelineConfig) -> SceneMetric | None:
+    """The scene metric fitted on ground-truth identities (every crop of a person is 'same', every two people
+    'different') instead of the run's own constraints: no linear metric of these features does better."""
+    crops: dict[int, list[np.ndarray]] = {}
+    for observation, label in zip(observations, labels):
+        if label >= 0 and has_crop_features(observation):
+            crops.setdefault(label, []).append(observation.crop_features)
+    groups = [np.concatenate(parts) for parts in crops.values() if sum(len(p) for p in parts) >= 2]
+    if len(groups) < 2:
+        return None
+    different = [(i, j) for i in range(len(groups)) for j in range(i + 1, len(groups))]
+    return SceneMetric.from_groups(groups, different, config.association)
+
+
 def metric_separation(observations: list[Observation], labels: list[int], config: PipelineConfig
                       ) -> dict[str, float] | None:
     """separation() in the scene metric learned the way the offline pass learns it."""
-    usable = [o.embedding is not None and o.crop_features is not None and len(o.crop_features) > 0
-              for o in observations]
+    usable = [has_crop_features(o) for o in observations]
     groups = [CropGroup(o.camera_id, o.track_id, o.start_time, o.end_time, o.crop_features)
               for o, ok in zip(observations, usable) if ok]
     metric = SceneMetric.fit(groups, config.association)
@@ -205,6 +227,24 @@ def metric_separation(observations: list[Observation], labels: list[int], config
     projected = [replace(o, embedding=metric.embed(o.crop_features) if ok else None)
                  for o, ok in zip(observations, usable)]
     return {**separation(projected, labels, False), "pairs": metric.pairs}
+
+
+GT_METRIC_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def gt_metric_score(tracklets, observations, labels, config, cameras, scene: Path, out: Path) -> dict | None:
+    """Best MTMC IDF1 (and its metric_threshold) of the runner's association with gt_metric() in the offline
+    pass, the threshold chosen on the scene itself: an upper bound, not a result (scene cameras only)."""
+    metric = gt_metric(observations, labels, config)
+    if metric is None or not config.association.refine:
+        return None
+    scores = {}
+    for threshold in GT_METRIC_THRESHOLDS:
+        swept = replace(config, association=replace(config.association, metric_threshold=threshold))
+        scores[threshold] = evaluate(tracklets, associate(observations, swept, metric=metric), cameras, scene,
+                                     out)["mtmc_idf1"]
+    best = max(scores, key=scores.get)
+    return {"mtmc_idf1": scores[best], "metric_threshold": best}
 
 
 def evaluate(tracklets, ids, cameras, scene: Path, out: Path) -> dict[str, float]:
@@ -302,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     oracle = oracle_ids(tracklets, labels)
     result |= {"tracklets": len(tracklets), **evaluate(tracklets, ids, scene_cameras, scene, cache / "mtmc.txt"),
                "oracle_mtmc_idf1": evaluate(tracklets, oracle, scene_cameras, scene, cache / "oracle.txt")["mtmc_idf1"],
+               "gt_metric_mtmc_idf1": gt_metric_score(tracklets, observations, labels, config, scene_cameras, scene,
+                                                      cache / "gt_metric.txt"),
                "separation": separation(observations, labels, config.association.center),
                "metric_separation": metric_separation(observations, labels, config)}
     print(json.dumps(result))
