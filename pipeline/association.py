@@ -2,12 +2,14 @@
 
 Online (``OnlineAssociator.assign``, callable as tracklets mature): a tracklet that continues a local
 track keeps that track's identity; the others are matched by the Hungarian algorithm to identities on
-the cosine distance to each identity's bounded gallery, under hard constraints (an identity is never
-in one camera twice at overlapping times; with a camera topology, transitions outside the allowed
-travel-time windows are forbidden). A match needs a distance under the threshold, otherwise the
-tracklet opens a new identity. State stays O(active identities) for runs of any length: an identity
+the distance to each identity's bounded gallery, under hard constraints (an identity is never in one
+camera twice at overlapping times; with a camera topology, transitions outside the allowed travel-time
+windows are forbidden). The distance is the cosine in the scene metric (pipeline/scene_metric.py) learned
+from the last ``metric_window`` tracklets once they give enough constraints (``online_metric``), before that
+the centred cosine of the tracklet embeddings. A match needs a distance under the threshold (per distance),
+otherwise the tracklet opens a new identity. State stays bounded for runs of any length: an identity
 unseen for ``forget_after_s`` (on the tracklets' clock) is dropped from matching, its id never reused,
-and a local track leaves the track -> identity map with its last tracklet.
+a local track leaves the track -> identity map with its last tracklet, and the metric learns from a window.
 
 Offline (``refine_identities``): a final agglomerative pass (average linkage) over all local tracks,
 under the same constraints, enforced on whole clusters; distances come from the scene-adaptive metric
@@ -19,6 +21,7 @@ the tracklet embeddings; with ``overlap`` on, cameras found to share a view add 
 from __future__ import annotations
 
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
@@ -30,6 +33,7 @@ from pipeline.overlap import overlap_errors
 from pipeline.scene_metric import CropGroup, SceneMetric
 
 INFEASIBLE = 1e6
+METRIC_REFIT_EVERY = 16  # new tracklets between refits of the online scene metric
 
 
 @dataclass
@@ -43,7 +47,7 @@ class Observation:
     end_time: float
     embedding: np.ndarray | None  # L2-normalised; None when the tracklet had no usable crop
     continues: bool = False  # the local track goes on in a later tracklet (cut at max_length)
-    crop_features: np.ndarray | None = None  # (C, D) per-crop features for the offline scene metric, if computed
+    crop_features: np.ndarray | None = None  # (C, D) per-crop features for the scene metric, if computed
     feet: np.ndarray | None = None  # (N, 4) time, foot x, foot y, box height (overlap.foot_points), if kept
 
 
@@ -53,12 +57,15 @@ class Assignment:
     global_id: int
     distance: float  # to the identity's gallery at assignment; nan for new or inherited identities
     how: str  # matched | new | continued
+    space: str = ""  # of the distance: "scene metric" (at metric_threshold) or "cosine" (at threshold)
 
 
 @dataclass
 class Identity:
     global_id: int
     gallery: deque = field(default_factory=deque)
+    crop_means: deque = field(default_factory=deque)  # per gallery entry (appended together, same maxlen):
+    # the tracklet's mean per-crop feature for the online scene metric, or None
     spans: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # camera -> merged time spans
     # local tracks still running (camera, track id) -> end time so far: the identity is busy there from then on
     open_tracks: dict[tuple[str, int], float] = field(default_factory=dict)
@@ -68,6 +75,7 @@ class Identity:
         self.last_seen = max(self.last_seen, observation.end_time)
         if observation.embedding is not None:
             self.gallery.append(observation.embedding)
+            self.crop_means.append(_crop_mean(observation))
         add_span(self.spans.setdefault(observation.camera_id, []), observation.start_time, observation.end_time)
         key = (observation.camera_id, observation.track_id)
         if observation.continues:
@@ -88,6 +96,19 @@ class Identity:
             self.spans[camera] = [span for span in self.spans[camera] if span[1] >= time]
             if not self.spans[camera]:
                 del self.spans[camera]
+
+
+def _fit_or_none(groups: list[CropGroup], config: AssociationConfig) -> SceneMetric | None:
+    """SceneMetric.fit, with a numerically failed fit (e.g. singular scatter without shrinkage) as no fit."""
+    try:
+        return SceneMetric.fit(groups, config)
+    except np.linalg.LinAlgError:
+        return None
+
+
+def _crop_mean(observation: Observation) -> np.ndarray | None:
+    crops = observation.crop_features
+    return None if crops is None or not len(crops) else np.asarray(crops, dtype=np.float32).mean(0)
 
 
 def add_span(spans: list[tuple[float, float]], start: float, end: float) -> None:
@@ -147,11 +168,19 @@ class EmbeddingCentre:
 
 
 class OnlineAssociator:
-    def __init__(self, config: AssociationConfig):
+    """``background_refit``: refit the online scene metric on a worker thread and take it up when ready (live
+    mode: the main loop must not stall); otherwise refit in place, which keeps runs reproducible."""
+
+    def __init__(self, config: AssociationConfig, background_refit: bool = False):
         self.config = config
         self.identities: dict[int, Identity] = {}
         self.by_track: dict[tuple[str, int], int] = {}  # (camera, local track id) -> global id
         self.centre = EmbeddingCentre(config.center)
+        self.metric: SceneMetric | None = None  # online scene metric, once learnable (config.online_metric)
+        self._metric_groups: deque[CropGroup] = deque(maxlen=config.metric_window)
+        self._unfitted = 0  # tracklets added to _metric_groups since the last fit
+        self._refit_worker = ThreadPoolExecutor(1, "metric-refit") if background_refit else None
+        self._refit: Future | None = None
         self._next_id = 1
         self.now = float("-inf")  # latest tracklet end time seen: the clock for forgetting
 
@@ -163,11 +192,13 @@ class OnlineAssociator:
         """What the associator holds, for checking that it stays bounded over long runs."""
         return {"identities": len(self.identities), "tracks": len(self.by_track),
                 "spans": sum(len(spans) for i in self.identities.values() for spans in i.spans.values()),
-                "open_tracks": sum(len(i.open_tracks) for i in self.identities.values())}
+                "open_tracks": sum(len(i.open_tracks) for i in self.identities.values()),
+                "metric_tracklets": len(self._metric_groups)}
 
     def assign(self, observations: Sequence[Observation]) -> list[Assignment]:
         """Assign a batch of finished tracklets; identities are updated before the next batch."""
         self.centre.observe(np.asarray([o.embedding for o in observations if o.embedding is not None]))
+        self._update_metric(observations)
         assignments, pending = [], []
         for observation in sorted(observations, key=lambda o: o.start_time):
             known = self.by_track.get((observation.camera_id, observation.track_id))
@@ -199,21 +230,61 @@ class OnlineAssociator:
         for identity in self.identities.values():
             identity.drop_spans_before(horizon)
 
-    def distance_matrix(self, observations: Sequence[Observation], identities: Sequence[Identity]) -> np.ndarray:
-        """Cosine distance of each observation to each identity's gallery, INFEASIBLE where forbidden."""
+    def _update_metric(self, observations: Sequence[Observation]) -> None:
+        """Refit the online scene metric on the last metric_window tracklets: at once while there is none yet,
+        then every METRIC_REFIT_EVERY new tracklets. A failed refit (too few constraints) keeps the old one."""
+        if not (self.config.online_metric and self.config.scene_metric):
+            return
+        if self._refit is not None and self._refit.done():
+            self.metric, self._refit = self._refit.result() or self.metric, None
+        groups = [CropGroup(o.camera_id, o.track_id, o.start_time, o.end_time, o.crop_features)
+                  for o in observations if o.embedding is not None and _crop_mean(o) is not None]
+        self._metric_groups.extend(groups)
+        self._unfitted += len(groups)
+        if not self._unfitted or self._refit is not None or (self.metric is not None
+                                                             and self._unfitted < METRIC_REFIT_EVERY):
+            return
+        self._unfitted = 0
+        if self._refit_worker is None:
+            self.metric = _fit_or_none(list(self._metric_groups), self.config) or self.metric
+        else:
+            self._refit = self._refit_worker.submit(_fit_or_none, list(self._metric_groups), self.config)
+
+    def distance_matrix(self, observations: Sequence[Observation], identities: Sequence[Identity]
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """Distance of each observation to each identity's gallery (min or mean per gallery_metric) and whether
+        it is in the scene metric: there when both have per-crop features and the online metric exists, else
+        the centred cosine of the embeddings. INFEASIBLE where forbidden."""
         costs = np.full((len(observations), len(identities)), INFEASIBLE)
+        in_metric = np.zeros(costs.shape, dtype=bool)
         if not identities or not observations:
-            return costs
+            return costs, in_metric
+        reduce = np.min if self.config.gallery_metric == "min" else np.mean
         queries = self.centre.apply(np.asarray([o.embedding for o in observations]))
+        metric_queries = self._metric_queries(observations)
         for column, identity in enumerate(identities):
             if not identity.gallery:
                 continue
-            similarity = queries @ self.centre.apply(np.asarray(identity.gallery)).T
-            distance = 1.0 - (similarity.max(1) if self.config.gallery_metric == "min" else similarity.mean(1))
+            distance = reduce(1.0 - queries @ self.centre.apply(np.asarray(identity.gallery)).T, axis=1)
+            means = [m for m in identity.crop_means if m is not None]
+            if metric_queries is not None and means:
+                in_metric[:, column] = ~np.isnan(metric_queries[:, 0])
+                metric_distance = reduce(1.0 - metric_queries @ self.metric.embed_each(np.asarray(means)).T, axis=1)
+                distance = np.where(in_metric[:, column], metric_distance, distance)
             for row, observation in enumerate(observations):
                 if self._feasible(identity, observation):
                     costs[row, column] = distance[row]
-        return costs
+        return costs, in_metric
+
+    def _metric_queries(self, observations: Sequence[Observation]) -> np.ndarray | None:
+        """Unit vectors of the observations in the online scene metric (nan rows: no per-crop features)."""
+        if self.metric is None:
+            return None
+        queries = np.full((len(observations), self.metric.projection.shape[1]), np.nan)
+        rows = [r for r, o in enumerate(observations) if _crop_mean(o) is not None]
+        if rows:
+            queries[rows] = self.metric.embed_each(np.asarray([_crop_mean(observations[r]) for r in rows]))
+        return queries
 
     def _feasible(self, identity: Identity, observation: Observation) -> bool:
         if identity.busy(observation):
@@ -222,28 +293,34 @@ class OnlineAssociator:
                                   self.config.transitions)
 
     def _match(self, pending: list[Observation]) -> list[Assignment]:
+        """Hungarian assignment on distances relative to their threshold (scene metric or cosine), so that the
+        two scales compare; a pair matches under 1."""
         candidates = [o for o in pending if o.embedding is not None]
         identities = list(self.identities.values())
-        costs = self.distance_matrix(candidates, identities)
-        if costs.size == 0:
+        distance, in_metric = self.distance_matrix(candidates, identities)
+        if distance.size == 0:
             return []
-        rows, cols = linear_sum_assignment(costs)
+        threshold = np.where(in_metric, self.config.metric_threshold, self.config.threshold)
+        relative = np.where(distance < INFEASIBLE, distance / threshold, INFEASIBLE)
+        rows, cols = linear_sum_assignment(relative)
         matched = []
         for row, col in zip(rows, cols):
-            if costs[row, col] < self.config.threshold:
-                matched.append(self._join(candidates[row], identities[col], float(costs[row, col])))
+            if relative[row, col] < 1.0:
+                space = "scene metric" if in_metric[row, col] else "cosine"
+                matched.append(self._join(candidates[row], identities[col], float(distance[row, col]), space))
         return matched
 
-    def _join(self, observation: Observation, identity: Identity, distance: float) -> Assignment:
+    def _join(self, observation: Observation, identity: Identity, distance: float, space: str) -> Assignment:
         self._record(observation, identity)
-        return Assignment(observation.uid, identity.global_id, distance, "matched")
+        return Assignment(observation.uid, identity.global_id, distance, "matched", space)
 
     def _continue(self, observation: Observation, identity: Identity) -> Assignment:
         self._record(observation, identity)
         return Assignment(observation.uid, identity.global_id, float("nan"), "continued")
 
     def _open(self, observation: Observation) -> Assignment:
-        identity = self.identities[self._next_id] = Identity(self._next_id, deque(maxlen=self.config.gallery_size))
+        size = self.config.gallery_size
+        identity = self.identities[self._next_id] = Identity(self._next_id, deque(maxlen=size), deque(maxlen=size))
         self._next_id += 1
         self._record(observation, identity)
         return Assignment(observation.uid, identity.global_id, float("nan"), "new")

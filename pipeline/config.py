@@ -72,14 +72,21 @@ class AssociationConfig:
     center: bool = True  # subtract the running mean embedding (generic features share a large common part)
     refine: bool = True  # offline runs: final global clustering pass over all tracklets
     refine_threshold: float = 0.8  # distance threshold of that pass (plain cosine); < 0 = same as threshold
-    # scene-adaptive metric for the offline pass (pipeline/scene_metric.py): LDA on per-crop features with
-    # must-links within local tracks and cannot-links between same-camera tracks that overlap in time
+    # scene-adaptive metric (pipeline/scene_metric.py) for the offline pass and, with online_metric, online
+    # matching: LDA on per-crop features with must-links within tracklets and cannot-links between
+    # same-camera tracks that overlap in time
     scene_metric: bool = True
     metric_dims: int = 16  # LDA output dimensions
     metric_pca_dims: int = 64  # PCA before LDA (fewer when the run has fewer crops)
     metric_shrinkage: float = 0.1  # within-track scatter += shrinkage * mean eigenvalue * I
     metric_min_pairs: int = 10  # fewer cannot-link pairs than this: plain cosine on tracklet embeddings
-    metric_threshold: float = 0.5  # cosine distance threshold of the offline pass in the learned metric
+    metric_threshold: float = 0.5  # cosine distance threshold in the learned metric (offline pass and online)
+    # online matching in the scene metric too, once the run gives enough constraints to learn it: refitted
+    # every METRIC_REFIT_EVERY (pipeline/association.py) new tracklets on the last metric_window ones,
+    # matched at metric_threshold (live mode, which has no offline pass, gains the most); off: centred
+    # cosine at threshold
+    online_metric: bool = True
+    metric_window: int = 512  # a refit costs ~0.3 s on 2 CPU cores (8 crops per tracklet)
     # the offline pass merges across two cameras at its threshold only with evidence that they see the same
     # people: at least camera_link_min_pairs of their tracks are mutual nearest neighbours at under
     # camera_link_ratio * threshold; otherwise only such confident merges (a camera of another place would
@@ -198,6 +205,7 @@ def _check(config: PipelineConfig) -> None:
         (config.association.metric_dims >= 1 and config.association.metric_pca_dims >= 1,
          "association.metric_dims and association.metric_pca_dims must be >= 1"),
         (config.association.metric_shrinkage >= 0, "association.metric_shrinkage must be >= 0"),
+        (config.association.metric_window >= 2, "association.metric_window must be >= 2"),
         (config.association.forget_after_s >= 0, "association.forget_after_s must be >= 0"),
         (config.association.camera_link_min_pairs >= 0, "association.camera_link_min_pairs must be >= 0"),
         (0.0 < config.association.camera_link_ratio <= 1.0, "association.camera_link_ratio must be in (0, 1]"),

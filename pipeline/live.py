@@ -155,6 +155,8 @@ class RenumberedTracker:
 class LivePipeline(MultiCameraPipeline):
     """MultiCameraPipeline for live sources: polling loop, maturing tracklets, signals, latency."""
 
+    background_refit = True  # the polling loop must not stall ~0.3 s while the online scene metric is refitted
+
     def __init__(self, config: PipelineConfig, **components: Any):
         config = copy.deepcopy(config)
         if config.association.refine:

@@ -96,13 +96,15 @@ def default_embedder(config: PipelineConfig, threads: int | None = None, seq_len
 
 
 def clip_mode(config: AssociationConfig) -> str:
-    """Embedder test mode of the runner: 'all' (every kept crop, consecutive clips) when the offline pass learns
-    a scene metric, whose per-crop features come from those clips; with only the N crops of one 'even' clip
-    it loses 2-3 points of MTMC IDF1 (tools/association_lab.py --crop-features clip, demo and held-out scenes)."""
-    return "all" if config.refine and config.scene_metric else "even"
+    """Embedder test mode of the runner: 'all' (every kept crop, consecutive clips) when the offline pass or the
+    online matching learns a scene metric, whose per-crop features come from those clips; with only the N crops
+    of one 'even' clip it loses 2-3 points of MTMC IDF1 (tools/association_lab.py --crop-features clip, demo
+    and held-out scenes)."""
+    return "all" if config.scene_metric and (config.refine or config.online_metric) else "even"
 
 
 class MultiCameraPipeline:
+    background_refit = False  # the online scene metric is refitted in place: reproducible runs
     def __init__(self, config: PipelineConfig, detector: Detector | None = None, embedder: Any = None,
                  tracker_factory: Callable[[float], Any] | None = None):
         self.config = config
@@ -157,7 +159,7 @@ class MultiCameraPipeline:
         out_dir = Path(self.config.output.out)
         self.writer = OutputWriter(out_dir, camera_ids)
         self.buffer = TrackletBuffer(self.config.tracklets)
-        self.associator = OnlineAssociator(self.config.association)
+        self.associator = OnlineAssociator(self.config.association, background_refit=self.background_refit)
         self.timer = StageTimer()
         self.waiting: list[Tracklet] = []
         self.in_flight: deque[tuple[list[Tracklet], Future]] = deque()  # batches sent to the embedding worker
@@ -256,8 +258,8 @@ class MultiCameraPipeline:
 
     def _embed(self, tracklets: list[Tracklet]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
         """Embedding worker thread: uid -> vector for the tracklets long enough to embed, and uid -> per-crop
-        features when the offline pass learns a scene metric: the one-frame embeddings of the crops the
-        clips used, read from the same backbone pass (Embedder.embed_with_frames)."""
+        features when the offline pass or the online matching learns a scene metric: the one-frame embeddings
+        of the crops the clips used, read from the same backbone pass (Embedder.embed_with_frames)."""
         usable = [t for t in tracklets if t.crops and len(t) >= self.config.tracklets.min_length]
         uids, crop_lists = [t.uid for t in usable], [t.crops for t in usable]
         if not usable:
@@ -305,6 +307,7 @@ class MultiCameraPipeline:
                 "identity_assigned", uid=tracklet.uid, camera=tracklet.camera_id, track_id=tracklet.track_id,
                 global_id=assignment.global_id, how=assignment.how,
                 distance=None if math.isnan(assignment.distance) else round(assignment.distance, 4),
+                space=assignment.space or None,
             )
         self.writer.flush()
 

@@ -473,3 +473,89 @@ def test_overlap_keys_are_checked():
 
     with pytest.raises(ConfigError, match="overlap_same_error"):
         load_pipeline_config(None, {"association.overlap_same_error": 1.0, "association.overlap_different_error": 0.5})
+
+
+# ---- online matching in the scene metric ------------------------------------------------------------------------
+
+def pose_dominated_scene(seed: int = 0, people: int = 8, cameras: int = 3):
+    """Per-crop features = a weak identity look + strong variation along four 'pose' directions: cosine of the
+    tracklet embeddings confuses people, the metric learned from the run (within-tracklet scatter = pose) does
+    not. Each camera sees all people at once (cannot-links), the cameras one after another."""
+    from pipeline.association import Observation
+
+    rng = np.random.default_rng(seed)
+    looks = 0.5 * rng.normal(size=(people, 32))
+    pose = np.linalg.qr(rng.normal(size=(32, 4)))[0].T  # (4, 32) orthonormal
+    observations = []
+    for camera in range(cameras):
+        for person in range(people):
+            crops = looks[person] + rng.normal(0, 3.0, size=(4, 4)) @ pose + 0.05 * rng.normal(size=(4, 32))
+            observations.append(Observation(len(observations) + 1, f"c{camera}", person, 20.0 * camera,
+                                            20.0 * camera + 10, normalise_rows(crops.mean(0)),
+                                            crop_features=crops.astype(np.float16)))
+    return observations
+
+
+def online_ids(observations, config) -> dict[int, int]:
+    from pipeline.association import OnlineAssociator
+
+    associator = OnlineAssociator(config)
+    ids = {}
+    for camera in sorted({o.camera_id for o in observations}):  # one batch per camera, in time order
+        ids.update({a.uid: a.global_id for a in associator.assign([o for o in observations if o.camera_id == camera])})
+    return ids
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_online_matching_learns_the_scene_metric_and_follows_people_across_cameras(seed):
+    from pipeline.config import AssociationConfig
+
+    observations = pose_dominated_scene(seed)
+    config = AssociationConfig(center=False, refine=False)
+
+    def people_followed(ids: dict[int, int]) -> int:
+        return sum(len({ids[o.uid] for o in observations if o.track_id == p}) == 1 for p in range(8))
+
+    with_metric = online_ids(observations, config)
+    assert people_followed(with_metric) == 8 and len(set(with_metric.values())) == 8
+    assert people_followed(online_ids(observations, replace(config, online_metric=False))) <= 5  # cosine
+
+
+def test_online_metric_learns_from_a_bounded_window_of_recent_tracklets():
+    from pipeline.association import OnlineAssociator
+    from pipeline.config import AssociationConfig
+
+    observations = pose_dominated_scene(people=8, cameras=12)
+    associator = OnlineAssociator(AssociationConfig(center=False, refine=False, metric_window=32))
+    for start in range(0, len(observations), 8):
+        associator.assign(observations[start:start + 8])
+        assert associator.state_size()["metric_tracklets"] <= 32
+    assert associator.metric is not None and associator.state_size()["metric_tracklets"] == 32
+
+
+def test_without_crop_features_matching_falls_back_to_cosine_once_a_metric_exists():
+    """Library callers may pass embeddings alone: they still match (in cosine, at threshold)."""
+    from pipeline.association import Observation, OnlineAssociator
+    from pipeline.config import AssociationConfig
+
+    first = [o for o in pose_dominated_scene() if o.camera_id == "c0"]
+    associator = OnlineAssociator(AssociationConfig(center=False, refine=False))
+    opened = {a.uid: a.global_id for a in associator.assign(first)}
+    assert associator.metric is not None
+    again = [Observation(100 + o.uid, "c1", o.track_id, 20.0, 30.0, o.embedding) for o in first]
+    matched = associator.assign(again)
+    assert {(a.how, a.space) for a in matched} == {("matched", "cosine")}
+    assert [a.global_id for a in sorted(matched, key=lambda a: a.uid)] == [opened[o.uid] for o in first]
+
+
+def test_a_metric_refitted_in_the_background_is_taken_up_by_a_later_batch():
+    from pipeline.association import OnlineAssociator
+    from pipeline.config import AssociationConfig
+
+    observations = pose_dominated_scene()
+    associator = OnlineAssociator(AssociationConfig(center=False, refine=False), background_refit=True)
+    associator.assign([o for o in observations if o.camera_id == "c0"])
+    associator._refit.result(timeout=30)  # the fit runs on the worker thread; assign does not wait for it
+    assignments = associator.assign([o for o in observations if o.camera_id == "c1"])
+    assert associator.metric is not None
+    assert {a.space for a in assignments} == {"scene metric"} and len({a.global_id for a in assignments}) == 8
