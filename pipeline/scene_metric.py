@@ -58,13 +58,40 @@ def cannot_link_pairs(groups: Sequence[CropGroup]) -> list[tuple[int, int]]:
     return pairs
 
 
-def _principal_axes(centred: np.ndarray, dims: int) -> np.ndarray:
-    """The ``dims`` leading principal axes (D, dims) of centred rows: from an SVD of the rows when they are
-    fewer than the dimensions, else from the eigenvectors of their scatter (D x D), 3x faster for the online
-    metric's window of thousands of crops."""
-    if len(centred) < centred.shape[1]:
-        return np.linalg.svd(centred, full_matrices=False)[2][:dims].T
-    return np.linalg.eigh(centred.T @ centred)[1][:, ::-1][:, :dims]
+SCATTER_CHUNK = 512  # crops per block when summing a scatter matrix: bounded temporaries in long live runs
+
+
+def _mean_and_axes(crops_per_group: Sequence[np.ndarray], dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and the ``dims`` leading principal axes (D, dims) of all crops: from an SVD of the centred
+    crops when they are fewer than the dimensions, else from the leading eigenvectors of their scatter
+    (D x D, float32) summed block by block: 3x faster, and ~15 MB of temporaries instead of ~70 for the
+    online metric's window of thousands of crops, refitted inside a live process."""
+    count, width = sum(len(g) for g in crops_per_group), np.shape(crops_per_group[0])[1]
+    if count < width:
+        crops = np.concatenate(crops_per_group).astype(np.float64)
+        mean = crops.mean(0)
+        return mean, np.linalg.svd(crops - mean, full_matrices=False)[2][:dims].T
+    mean = sum(np.asarray(g, dtype=np.float64).sum(0) for g in crops_per_group) / count
+    scatter = np.zeros((width, width), np.float32)  # float32 is ample for fp16 features
+    for block in _blocks(crops_per_group, SCATTER_CHUNK):
+        block -= mean.astype(np.float32)
+        scatter += block.T @ block
+    leading = scipy.linalg.eigh(scatter, subset_by_index=[width - dims, width - 1], overwrite_a=True,
+                                check_finite=False)[1]  # only the leading axes: little LAPACK workspace
+    return mean, leading[:, ::-1].astype(np.float64)
+
+
+def _blocks(crops_per_group: Sequence[np.ndarray], rows: int):
+    """The groups' crops as float32 blocks of about ``rows`` rows."""
+    pending, size = [], 0
+    for group in crops_per_group:
+        pending.append(group)
+        size += len(group)
+        if size >= rows:
+            yield np.concatenate(pending).astype(np.float32)
+            pending, size = [], 0
+    if pending:
+        yield np.concatenate(pending).astype(np.float32)
 
 
 class SceneMetric:
@@ -90,10 +117,9 @@ class SceneMetric:
                     config: AssociationConfig) -> SceneMetric:
         """The LDA itself: each group's crops show one person (within scatter), each pair in ``different``
         indexes two groups of different people (between scatter of their mean differences)."""
-        crops = np.concatenate(crops_per_group).astype(np.float64)
-        mean = crops.mean(0)
-        dims = min(config.metric_pca_dims, len(crops) - 1, crops.shape[1])
-        basis = _principal_axes(crops - mean, dims)  # (D, dims)
+        count, width = sum(len(g) for g in crops_per_group), np.shape(crops_per_group[0])[1]
+        dims = min(config.metric_pca_dims, count - 1, width)
+        mean, basis = _mean_and_axes(crops_per_group, dims)
         reduced = [(np.asarray(group, dtype=np.float64) - mean) @ basis for group in crops_per_group]
         centres = [r.mean(0) for r in reduced]
         within = np.concatenate([r - c for r, c in zip(reduced, centres)])

@@ -559,3 +559,17 @@ def test_a_metric_refitted_in_the_background_is_taken_up_by_a_later_batch():
     assignments = associator.assign([o for o in observations if o.camera_id == "c1"])
     assert associator.metric is not None
     assert {a.space for a in assignments} == {"scene metric"} and len({a.global_id for a in assignments}) == 8
+
+
+def test_principal_axes_from_block_scatter_match_an_svd_of_all_crops():
+    """Many crops (the online window) take the blockwise scatter path: same mean, same leading subspace."""
+    from pipeline.scene_metric import _mean_and_axes
+
+    rng = np.random.default_rng(0)
+    crops = rng.normal(size=(1500, 48)) * np.linspace(5.0, 0.5, 48) + 3.0  # distinct variances per axis
+    groups = np.split(crops.astype(np.float16), 300)
+    mean, axes = _mean_and_axes(groups, 8)
+    exact = np.concatenate(groups).astype(np.float64)
+    reference = np.linalg.svd(exact - exact.mean(0), full_matrices=False)[2][:8].T
+    np.testing.assert_allclose(mean, exact.mean(0), atol=1e-9)
+    np.testing.assert_allclose(np.linalg.svd(axes.T @ reference)[1], 1.0, atol=1e-6)
