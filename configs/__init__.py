@@ -43,6 +43,17 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return content
 
 
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Command-line ``key=value`` items -> ``{key: YAML-parsed value}`` (dotted keys kept as they are)."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {pair!r}: expected key=value, e.g. train.iterations=100")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
 def build_dataclass(cls: type[T], values: Mapping[str, Any], source: str = "config") -> T:
     """Build ``cls`` from ``values``, rejecting unknown keys and obviously wrong types."""
     fields = {f.name: f for f in dataclasses.fields(cls)}

@@ -106,9 +106,14 @@ def _fit_or_none(groups: list[CropGroup], config: AssociationConfig) -> SceneMet
         return None
 
 
+def has_crop_features(observation: Observation) -> bool:
+    """Embedded, with per-crop features for the scene metric."""
+    return (observation.embedding is not None and observation.crop_features is not None
+            and len(observation.crop_features) > 0)
+
+
 def _crop_mean(observation: Observation) -> np.ndarray | None:
-    crops = observation.crop_features
-    return None if crops is None or not len(crops) else np.asarray(crops, dtype=np.float32).mean(0)
+    return np.asarray(observation.crop_features, np.float32).mean(0) if has_crop_features(observation) else None
 
 
 def add_span(spans: list[tuple[float, float]], start: float, end: float) -> None:
@@ -238,11 +243,11 @@ class OnlineAssociator:
         if self._refit is not None and self._refit.done():
             self.metric, self._refit = self._refit.result() or self.metric, None
         groups = [CropGroup(o.camera_id, o.track_id, o.start_time, o.end_time, o.crop_features)
-                  for o in observations if o.embedding is not None and _crop_mean(o) is not None]
+                  for o in observations if has_crop_features(o)]
         self._metric_groups.extend(groups)
         self._unfitted += len(groups)
-        if not self._unfitted or self._refit is not None or (self.metric is not None
-                                                             and self._unfitted < METRIC_REFIT_EVERY):
+        due = self.metric is None or self._unfitted >= METRIC_REFIT_EVERY
+        if not self._unfitted or not due or self._refit is not None:
             return
         self._unfitted = 0
         if self._refit_worker is None:
@@ -281,7 +286,7 @@ class OnlineAssociator:
         if self.metric is None:
             return None
         queries = np.full((len(observations), self.metric.projection.shape[1]), np.nan)
-        rows = [r for r, o in enumerate(observations) if _crop_mean(o) is not None]
+        rows = [r for r, o in enumerate(observations) if has_crop_features(o)]
         if rows:
             queries[rows] = self.metric.embed_each(np.asarray([_crop_mean(observations[r]) for r in rows]))
         return queries
@@ -431,14 +436,13 @@ def _fit_metric(observations: Sequence[Observation], config: AssociationConfig) 
     if not config.scene_metric:
         return None
     return SceneMetric.fit([CropGroup(o.camera_id, o.track_id, o.start_time, o.end_time, o.crop_features)
-                            for o in observations if o.embedding is not None and o.crop_features is not None], config)
+                            for o in observations if has_crop_features(o)], config)
 
 
 def _metric_distances(metric: SceneMetric, members: list[list[int]], observations: Sequence[Observation],
                       config: AssociationConfig) -> np.ndarray | None:
     """Distances between local tracks (min or mean over tracklet pairs) in the learned metric."""
-    projected = [replace(o, embedding=metric.embed(o.crop_features), crop_features=None)
-                 if o.embedding is not None and o.crop_features is not None and len(o.crop_features)
+    projected = [replace(o, embedding=metric.embed(o.crop_features), crop_features=None) if has_crop_features(o)
                  else replace(o, embedding=None) for o in observations]
     return _track_distances(members, projected, replace(config, center=False))
 

@@ -35,10 +35,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from pipeline.association import Observation, OnlineAssociator, normalise, refine_identities  # noqa: E402
+from pipeline.association import (Observation, OnlineAssociator, has_crop_features, normalise,  # noqa: E402
+                                  refine_identities)
+from configs import parse_overrides  # noqa: E402
 from pipeline.config import PipelineConfig, load_pipeline_config  # noqa: E402
 from pipeline.detectors import create_detector  # noqa: E402
 from pipeline.motio import read_mot_rows, rows_by_frame  # noqa: E402
@@ -196,11 +197,6 @@ def separation(observations: list[Observation], labels: list[int], centre: bool)
             "different": round(float(np.median(different)), 3)}
 
 
-def has_crop_features(observation: Observation) -> bool:
-    return (observation.embedding is not None and observation.crop_features is not None
-            and len(observation.crop_features) > 0)
-
-
 def gt_metric(observations: list[Observation], labels: list[int], config: PipelineConfig) -> SceneMetric | None:
     """The scene metric fitted on ground-truth identities (every crop of a person is 'same', every two people
     'different') instead of the run's own constraints: no linear metric of these features does better."""
@@ -275,14 +271,6 @@ def shared_ids(tracklets: list[Tracklet], ids: dict[int, int], scene_cameras: li
     return len(inside & outside)
 
 
-def parse_sets(items: list[str]) -> dict[str, object]:
-    values = {}
-    for item in items:
-        key, _, text = item.partition("=")
-        values[key] = yaml.safe_load(text)
-    return values
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="configs/demo.yaml")
@@ -308,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     cameras += [name for name, _, _ in extras]
     sources += [video for _, video, _ in extras]
     det_files += [dets for _, _, dets in extras]
-    overrides = {"detector.name": args.detector, "progress": False, **parse_sets(args.set)}
+    overrides = {"detector.name": args.detector, "progress": False, **parse_overrides(args.set)}
     if args.detector == "mot":
         overrides.update({"detector.det_files": det_files, "detector.conf": 0.5})
     config = load_pipeline_config(args.config, overrides)

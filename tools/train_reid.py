@@ -18,22 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import yaml  # noqa: E402
 
-from configs import ConfigError  # noqa: E402
+from configs import ConfigError, parse_overrides  # noqa: E402
 from reid.backbones import WeightsUnavailableError  # noqa: E402
 from reid.datasets import DatasetError  # noqa: E402
 from reid.training import load_run_config, train  # noqa: E402
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, object]:
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {pair!r}: expected key=value, e.g. train.iterations=100")
-        overrides[key] = yaml.safe_load(value)
-    return overrides
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +39,6 @@ def main(argv: list[str] | None = None) -> int:
         if not run.data:
             raise ConfigError("no dataset: set data in the config or pass --data")
         print(f"model: {json.dumps(run.model.to_dict())}\ntrain: {json.dumps(vars(run.train))}")
-        print(f"reg_lambda used: {run.train.reg_lambda}")
         result = train(run)
     except (ConfigError, DatasetError, FileNotFoundError, WeightsUnavailableError) as err:
         print(f"error: {err}", file=sys.stderr)
