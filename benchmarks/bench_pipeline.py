@@ -98,8 +98,9 @@ def bench_cameras(args: argparse.Namespace, videos: list[Path], count: int) -> R
                                                   "output.out": f"{args.out}/{count}cams"})
 
     threads = engine_threads()  # the pipeline's own setting, so the baseline runs the same detector
-    detector = create_detector(config(args.frames).detector, camera_ids, config(args.frames).device, threads)
-    embedder = default_embedder(config(args.frames), threads)
+    timed_config = config(args.frames)
+    detector = create_detector(timed_config.detector, camera_ids, timed_config.device, threads)
+    embedder = default_embedder(timed_config, threads)
 
     def pipeline(frames: int) -> dict:
         return MultiCameraPipeline(config(frames), detector=detector, embedder=embedder).run(sources)

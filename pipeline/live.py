@@ -34,14 +34,13 @@ from tqdm import tqdm
 
 from pipeline.association import Assignment
 from pipeline.config import LiveConfig, PipelineConfig, TrackletConfig
-from pipeline.runner import MultiCameraPipeline, SourceState
+from pipeline.runner import CONTINUED_REASONS, MATURE, MultiCameraPipeline, SourceState
 from pipeline.sources import Source
 from pipeline.streams import StreamOptions, StreamSource, StreamState, is_stream_url
 from pipeline.tracklets import Tracklet, TrackletBuffer
 
 log = logging.getLogger(__name__)
 
-MATURE = "mature"  # end reason of a tracklet cut so that its track gets a global id early
 IDLE_WAIT_S = 0.005  # nothing to read: wait this long before polling again
 LATENCY_WINDOW = 20_000  # latency samples kept (the newest): bounded memory on runs of any length
 
@@ -130,7 +129,7 @@ class MaturingBuffer(TrackletBuffer):
                 and len(self.active[key]) >= self.mature_after]
 
     def _finalise(self, key: tuple[str, int], reason: str) -> Tracklet:
-        if reason in (MATURE, "max_length"):
+        if reason in CONTINUED_REASONS:
             self.continuing.add(key)
         else:
             self.continuing.discard(key)

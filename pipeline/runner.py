@@ -34,7 +34,8 @@ from pipeline.sources import Frame, Source, SourceError, default_camera_id, open
 from pipeline.tracklets import Tracklet, TrackletBuffer
 
 STAGES = ("decode", "detect", "track", "buffer", "embed", "embed_wait", "associate", "write")
-CONTINUED_REASONS = ("max_length", "mature")  # tracklet cuts after which the local track goes on
+MATURE = "mature"  # end reason of a live tracklet cut so that its track gets a global id early (pipeline/live.py)
+CONTINUED_REASONS = ("max_length", MATURE)  # tracklet cuts after which the local track goes on
 MAX_BATCHES_IN_FLIGHT = 2  # bounds the crops held in memory when embedding falls behind detection
 
 
@@ -157,7 +158,7 @@ class MultiCameraPipeline:
             if state.source is not None:
                 state.tracker = self.tracker_factory(state.source.fps)
         out_dir = Path(self.config.output.out)
-        self.writer = OutputWriter(out_dir, camera_ids)
+        self.writer = OutputWriter(out_dir, camera_ids, spool=self.config.association.refine)
         self.buffer = TrackletBuffer(self.config.tracklets)
         self.associator = OnlineAssociator(self.config.association, background_refit=self.background_refit)
         self.timer = StageTimer()
@@ -236,7 +237,8 @@ class MultiCameraPipeline:
         self.waiting += finished
         if len(self.waiting) >= self.config.reid.batch_size:
             self._drain([])
-        self._assign_embedded()
+        else:
+            self._assign_embedded()
 
     def _drain(self, finished: list[Tracklet]) -> None:
         """Send every waiting tracklet to the embedding worker now."""
@@ -272,8 +274,8 @@ class MultiCameraPipeline:
     def _observations(self, tracklets: list[Tracklet],
                       embedded: tuple[dict[int, np.ndarray], dict[int, np.ndarray]]) -> list[Observation]:
         by_uid, crops_by_uid = embedded
-        self.counts["crops_embedded"] += sum(min(len(t.crops), self._crops_per_embed()) for t in tracklets
-                                             if t.uid in by_uid)
+        per_embed = self._crops_per_embed()
+        self.counts["crops_embedded"] += sum(min(len(t.crops), per_embed) for t in tracklets if t.uid in by_uid)
         self.counts["crop_features"] += sum(len(c) for c in crops_by_uid.values())
         self.counts["tracklets"] += len(tracklets)
         observations = [Observation(t.uid, t.camera_id, t.track_id, t.start_time, t.end_time, by_uid.get(t.uid),

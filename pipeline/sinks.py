@@ -6,8 +6,8 @@
   1-based position of the source on the command line; summary.json maps numbers to names).
 - ``events.jsonl``: one JSON object a line (tracklet_finished, identity_assigned, identity_updated,
   source_error, ...).
-- ``tracklets/<camera>.txt``: MOT rows keyed by tracklet uid, the spool the final rewrite reads, so
-  nothing of the run's boxes has to stay in memory.
+- ``tracklets/<camera>.txt`` (runs with a global pass only): MOT rows keyed by tracklet uid, the spool the
+  final rewrite reads, so nothing of the run's boxes has to stay in memory.
 - ``summary.json``.
 """
 
@@ -44,12 +44,16 @@ def _json_default(value: Any) -> Any:
 
 
 class OutputWriter:
-    def __init__(self, out_dir: str | Path, camera_ids: Sequence[str]):
+    def __init__(self, out_dir: str | Path, camera_ids: Sequence[str], spool: bool = True):
+        """``spool``: keep the uid-keyed rows a global pass needs (``finalise(final_ids)``); online runs,
+        whose ids are final when written, do without."""
         self.out_dir = Path(out_dir)
-        (self.out_dir / "tracklets").mkdir(parents=True, exist_ok=True)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if spool:
+            (self.out_dir / "tracklets").mkdir(exist_ok=True)
         self.camera_numbers = {camera: number for number, camera in enumerate(camera_ids, start=1)}
         self._mot = {c: self._open(f"{c}.txt") for c in camera_ids}
-        self._spool = {c: self._open(f"tracklets/{c}.txt") for c in camera_ids}
+        self._spool = {c: self._open(f"tracklets/{c}.txt") for c in camera_ids} if spool else {}
         self._mtmc = self._open("mtmc.txt")
         self._events = self._open("events.jsonl")
 
@@ -61,7 +65,8 @@ class OutputWriter:
 
     def tracklet_rows(self, camera_id: str, uid: int, global_id: int, rows_for) -> None:
         """Write one assigned tracklet: ``rows_for(id)`` gives its MOT rows under an id."""
-        self._spool[camera_id].write(mot_lines(rows_for(uid)))
+        if self._spool:
+            self._spool[camera_id].write(mot_lines(rows_for(uid)))
         rows = rows_for(global_id)
         self._mot[camera_id].write(mot_lines(rows))
         self._mtmc.write(mtmc_lines(self.camera_numbers[camera_id], rows))
