@@ -29,11 +29,11 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from configs import CONFIG_DIR, data_root  # noqa: E402
+from configs import data_root  # noqa: E402
 from pipeline.motio import MOTFormatError, find_sequences, write_mot_results  # noqa: E402
 from tools.evaluation import COMBINED, evaluate_mot  # noqa: E402
 from tools.track_mot import load_sequence, track_sequence  # noqa: E402
-from trackers import available_trackers, create_tracker  # noqa: E402
+from trackers import CONFIG_DIR as TRACKER_CONFIGS, available_trackers, create_tracker  # noqa: E402
 
 BASELINE = "ultralytics bytetrack"
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
@@ -97,7 +97,7 @@ def our_runs() -> list[TrackerRun]:
     runs = []
     for name in available_trackers():
         runs.append(TrackerRun(f"ours {name}", lambda fps, name=name: create_tracker(name, frame_rate=fps)))
-        mot15 = CONFIG_DIR / "trackers" / f"{name}_mot15.yaml"
+        mot15 = TRACKER_CONFIGS / f"{name}_mot15.yaml"
         if mot15.is_file():
             runs.append(TrackerRun(f"ours {name} (mot15.yaml)",
                                    lambda fps, name=name, cfg=mot15: create_tracker(name, cfg, frame_rate=fps)))

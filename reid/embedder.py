@@ -92,7 +92,7 @@ class Embedder:
 
     def embed(self, tracklets: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
         """(T, E) float32 unit vectors, one per tracklet; T = 0 gives an empty (0, E) array."""
-        return self._embed(tracklets, with_frames=False)[0]
+        return self._embed(tracklets, with_frames=False, test_mode=self.test_mode)[0]
 
     def embed_with_frames(self, tracklets: Sequence[Sequence[np.ndarray]], test_mode: str | None = None
                           ) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -107,11 +107,11 @@ class Embedder:
                              "re-export it with tools/export_reid.py")
         return self._embed(tracklets, with_frames=True, test_mode=test_mode or self.test_mode)
 
-    def _embed(self, tracklets: Sequence[Sequence[np.ndarray]], with_frames: bool, test_mode: str | None = None
+    def _embed(self, tracklets: Sequence[Sequence[np.ndarray]], with_frames: bool, test_mode: str
                ) -> tuple[np.ndarray, list[np.ndarray]]:
         check_tracklets(tracklets)
         clips = [(index, frames) for index, crops in enumerate(tracklets)
-                 for frames in clip_indices(len(crops), self.seq_len, test_mode or self.test_mode)]
+                 for frames in clip_indices(len(crops), self.seq_len, test_mode)]
         sums = np.zeros((len(tracklets), self.embedding_dim), dtype=np.float32)
         by_crop: list[dict[int, np.ndarray]] = [{} for _ in tracklets]  # crop index -> its one-frame embedding
         for start in range(0, len(clips), self.batch_size):
@@ -198,8 +198,9 @@ class _OnnxBackend:
         model_input = self.session.get_inputs()[0]
         _, self.seq_len, _, height, width = model_input.shape
         self.input_size = (height, width)
-        outputs = [output.name for output in self.session.get_outputs()]
-        self.embedding_dim = self.session.get_outputs()[0].shape[1]
+        model_outputs = self.session.get_outputs()
+        outputs = [output.name for output in model_outputs]
+        self.embedding_dim = model_outputs[0].shape[1]
         self.has_frames = "frame_embedding" in outputs  # exports made before it have only the clip embedding
         self._outputs = outputs[:1] + (["frame_embedding"] if self.has_frames else [])
         self.source = path

@@ -8,7 +8,7 @@ pooled backbone feature before the head, the meaningful one for an untrained (ze
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -59,13 +59,23 @@ def evaluate_model(
     model: STAModel, dataset: VideoReIDDataset, mode: str = "all", feature: str = "embedding", progress: str | None = None
 ) -> RetrievalResult:
     """CMC/mAP of ``model`` on the dataset's query vs gallery; a tracklet in both is embedded once."""
+    unique = unique_tracklets(dataset)
+    features = tracklet_features(model, unique, mode, feature, progress=progress)
+    return evaluate_features(dataset, dict(zip((r.paths for r in unique), features)))
+
+
+def unique_tracklets(dataset: VideoReIDDataset) -> list[TrackletRecord]:
+    """Query and gallery tracklets, each once (a tracklet may be in both)."""
     unique: dict[tuple[str, ...], TrackletRecord] = {}
     for record in (*dataset.query, *dataset.gallery):
         unique.setdefault(record.paths, record)
-    features = tracklet_features(model, list(unique.values()), mode, feature, progress=progress)
-    row_of = {paths: row for row, paths in enumerate(unique)}
-    query = features[[row_of[r.paths] for r in dataset.query]]
-    gallery = features[[row_of[r.paths] for r in dataset.gallery]]
+    return list(unique.values())
+
+
+def evaluate_features(dataset: VideoReIDDataset, feature_of: Mapping[tuple[str, ...], torch.Tensor]) -> RetrievalResult:
+    """CMC/mAP of query vs gallery given each tracklet's feature, keyed by its frame paths."""
+    query = torch.stack([feature_of[r.paths] for r in dataset.query])
+    gallery = torch.stack([feature_of[r.paths] for r in dataset.gallery])
     return evaluate_retrieval(
         cosine_distance(query, gallery),
         np.array([r.pid for r in dataset.query]),

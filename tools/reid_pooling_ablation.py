@@ -24,8 +24,7 @@ from tqdm import tqdm  # noqa: E402
 from reid.attention import sta_attention, sta_fusion  # noqa: E402
 from reid.checkpoint import load_checkpoint  # noqa: E402
 from reid.datasets import load_dataset  # noqa: E402
-from reid.evaluation import TEST_MODES  # noqa: E402
-from reid.metrics import cosine_distance, evaluate_retrieval  # noqa: E402
+from reid.evaluation import TEST_MODES, evaluate_features, unique_tracklets  # noqa: E402
 from reid.model import build_model  # noqa: E402
 from reid.preprocess import clip_indices  # noqa: E402
 from reid.transforms import read_frames, to_clip  # noqa: E402
@@ -74,10 +73,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     model = load_checkpoint(args.weights)[0] if args.weights else build_model(model_config(args.config)).eval()
     dataset = load_dataset(args.data)
-    records = {r.paths: r for r in (*dataset.query, *dataset.gallery)}
-    maps = dict(zip(records, frame_maps(model, list(records.values()))))
-    q_pids, g_pids = np.array([r.pid for r in dataset.query]), np.array([r.pid for r in dataset.gallery])
-    q_cams, g_cams = np.array([r.camid for r in dataset.query]), np.array([r.camid for r in dataset.gallery])
+    records = unique_tracklets(dataset)
+    maps = dict(zip((r.paths for r in records), frame_maps(model, records)))
     print("| pooling | K | N | mode | rank-1 | rank-5 | mAP |\n|---|---|---|---|---|---|---|")
     variants = [(h, 4, 4) for h in ("sta", "sta-F1", "sta-F2", "avg", "max")]
     variants += [("sta", k, 4) for k in (1, 2, 8)] + [(h, 4, n) for h in ("sta", "avg") for n in (2, 8)]
@@ -85,9 +82,7 @@ def main() -> int:
         for mode in TEST_MODES:
             feats = {p: pool(m[torch.as_tensor(clip_indices(len(m), n, TEST_MODES[mode]))], how, k).mean(dim=0)
                      for p, m in maps.items()}
-            query = torch.stack([feats[r.paths] for r in dataset.query])
-            gallery = torch.stack([feats[r.paths] for r in dataset.gallery])
-            res = evaluate_retrieval(cosine_distance(query, gallery), q_pids, g_pids, q_cams, g_cams)
+            res = evaluate_features(dataset, feats)
             print(f"| {how} | {k} | {n} | {mode} | {100 * res.rank(1):.1f} | {100 * res.rank(5):.1f} | {100 * res.mAP:.1f} |", flush=True)
     for n in (2, 4, 8):
         print(f"STA stripe scores, N={n}, K=4: mean max_n S(n,k) = {stripe_score_peakedness(list(maps.values()), n, 4):.3f} "
