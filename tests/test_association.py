@@ -49,6 +49,14 @@ def test_normalisation_undoes_a_camera_colour_change(frame, mode, gains, brightn
     after = np.abs(stats.normalise("a", crop(frame)).astype(int) - stats.normalise("b", crop(other)).astype(int)).mean()
     assert before > 10
     assert after < 2.0, f"{mode}: mean abs pixel difference {before:.1f} -> {after:.1f}"
+    assert_content_kept(crop(frame), stats.normalise("a", crop(frame)))
+
+
+def assert_content_kept(original: np.ndarray, normalised: np.ndarray) -> None:
+    """The mapping is a per-channel gain (and offset): the crop's pattern survives, it is not flattened."""
+    assert normalised.std() > 0.5 * original.std()
+    for channel in range(3):
+        assert np.corrcoef(normalised[..., channel].ravel(), original[..., channel].ravel())[0, 1] > 0.99
 
 
 @needs_pets
@@ -90,6 +98,8 @@ def test_buffer_gives_normalised_crops(frame):
     finished = {t.camera_id: t for t in buffer.flush()}
     difference = np.abs(finished["a"].crops[0].astype(int) - finished["b"].crops[0].astype(int)).mean()
     assert len(finished["a"].crops) >= 1 and difference < 2.0
+    x1, y1, x2, y2 = PERSON.astype(int)
+    assert_content_kept(frame[y1:y2, x1:x2], finished["a"].crops[0])
 
 
 # ---- offline pass: scene-adaptive metric (pipeline/scene_metric.py) and constrained clustering ----------------
@@ -197,6 +207,7 @@ def test_offline_pass_never_puts_two_simultaneous_tracks_of_a_camera_in_one_iden
     for a in observations:  # the tracklets of one local track stay together
         assert all(final[a.uid] == final[b.uid] for b in observations
                    if (b.camera_id, b.track_id) == (a.camera_id, a.track_id))
+    assert len(set(final.values())) <= 10  # the lenient threshold really merged (24 local tracks, 8 people)
 
 
 def test_offline_pass_falls_back_to_cosine_without_enough_constraints():
@@ -531,6 +542,7 @@ def test_online_metric_learns_from_a_bounded_window_of_recent_tracklets():
         associator.assign(observations[start:start + 8])
         assert associator.state_size()["metric_tracklets"] <= 32
     assert associator.metric is not None and associator.state_size()["metric_tracklets"] == 32
+    assert associator.metric.pairs == 4 * 28  # learned from the last 4 cameras only: 8 simultaneous people each
 
 
 def test_without_crop_features_matching_falls_back_to_cosine_once_a_metric_exists():

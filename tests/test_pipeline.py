@@ -88,7 +88,7 @@ def test_outputs_are_consistent_with_each_other(three_cameras):
     assert summary["identities"] == len(np.unique(mtmc[:, 1]))
     assert summary["mode"].startswith("offline") and summary["failed_sources"] == []
     assert summary["crops_embedded"] < summary["detections"]
-    # scene-metric features come from the clips' own backbone pass: at most one per crop the clips used
+    # scene-metric features: at most one per crop the clips used (none dropped or doubled)
     assert 0 < summary["crop_features"] <= summary["crops_embedded"]
 
 
