@@ -1,4 +1,5 @@
 # Two commands for a fresh machine: `make demo` (main job on real data) and `make test`.
+# Both install the project (pyproject.toml, pinned) into .venv first; `mtmc` is then on .venv/bin.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,15 +9,15 @@ export YOLO_OFFLINE := 1
 
 .PHONY: venv demo test bench clean
 
-$(BIN)/.installed: requirements.txt
+$(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
 venv: $(BIN)/.installed
 
 demo: venv
-	$(BIN)/python tools/demo.py --data $(MTMC_DATA) --out runs/demo
+	$(BIN)/mtmc demo --data $(MTMC_DATA) --out runs/demo
 
 test: venv
 	$(BIN)/python -m pytest -q tests

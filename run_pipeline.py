@@ -4,11 +4,8 @@ See pipeline/cli.py for the flags (every config key is one) and pipeline/runner.
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from pipeline.cli import main  # noqa: E402
+from pipeline.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

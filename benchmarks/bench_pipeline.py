@@ -22,9 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from configs import REPO_ROOT, ConfigError, data_root  # noqa: E402
+from configs import REPO_ROOT, ConfigError, data_root
 
 GOAL = 1.30
 WARMUP_FRAMES = 10

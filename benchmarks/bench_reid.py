@@ -21,16 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from configs import REPO_ROOT  # noqa: E402
-from reid.backbones import WeightsUnavailableError  # noqa: E402
-from reid.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from reid.embedder import Embedder  # noqa: E402
-from reid.model import ReIDConfig, build_model, load_config  # noqa: E402
+from configs import REPO_ROOT
+from reid.backbones import WeightsUnavailableError
+from reid.checkpoint import load_checkpoint, save_checkpoint
+from reid.embedder import Embedder
+from reid.model import ReIDConfig, build_model, load_config
 
 ENGINES = ("torch", "torch-fp32", "torch-fp16", "onnxruntime")
 

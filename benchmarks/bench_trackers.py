@@ -26,14 +26,13 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from configs import data_root  # noqa: E402
-from pipeline.motio import MOTFormatError, find_sequences, write_mot_results  # noqa: E402
-from tools.evaluation import COMBINED, evaluate_mot  # noqa: E402
-from tools.track_mot import load_sequence, track_sequence  # noqa: E402
-from trackers import CONFIG_DIR as TRACKER_CONFIGS, available_trackers, create_tracker  # noqa: E402
+from configs import data_root
+from pipeline.motio import MOTFormatError, find_sequences, write_mot_results
+from tools.evaluation import COMBINED, evaluate_mot
+from tools.track_mot import load_sequence, track_sequence
+from trackers import CONFIG_DIR as TRACKER_CONFIGS, available_trackers, create_tracker
 
 BASELINE = "ultralytics bytetrack"
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}

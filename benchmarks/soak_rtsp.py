@@ -14,6 +14,7 @@ Writes ``<out>/soak.json`` (figures + RSS samples) next to the pipeline outputs.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -22,15 +23,25 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+from tqdm import tqdm
+
+from configs import data_root
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
-from configs import data_root  # noqa: E402
-from rtsp_fixtures import CLIP_SOURCES, RtspServer, make_h264_clip, missing_tools  # noqa: E402
+def _test_fixtures():
+    """The test suite's real RTSP server (tests/rtsp_fixtures.py): not part of the installed package."""
+    spec = importlib.util.spec_from_file_location("rtsp_fixtures", ROOT / "tests" / "rtsp_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_fixtures = _test_fixtures()
+CLIP_SOURCES, RtspServer, make_h264_clip, missing_tools = (
+    _fixtures.CLIP_SOURCES, _fixtures.RtspServer, _fixtures.make_h264_clip, _fixtures.missing_tools)
 
 MEMORY_GOAL_MB = 50.0
 LATENCY_GOAL_S = 2.0

@@ -16,18 +16,41 @@ from typing import Any, Mapping, TypeVar
 import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent
+# the source checkout, or site-packages for `pip install .` (configs/ ships as package data either way)
 REPO_ROOT = CONFIG_DIR.parent
+DATA_ENV, CACHE_ENV = "MTMC_DATA", "MTMC_CACHE"
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """An error caused by the user's input (a file, flag or config) whose message says what to fix: every CLI
+    prints it as one line and exits non-zero, never with a traceback."""
+
+
+class ConfigError(UserError, ValueError):
     """A config file or override that does not fit its dataclass."""
 
 
+def is_checkout() -> bool:
+    """Running from a source checkout (also `pip install -e .`), not from an installed copy."""
+    return (REPO_ROOT / "pyproject.toml").is_file()
+
+
 def data_root() -> Path:
-    """Where the shared test data lives: $MTMC_DATA, else ../shared/data beside the repo."""
-    return Path(os.environ.get("MTMC_DATA", REPO_ROOT.parent / "shared" / "data"))
+    """Where the shared test data lives: $MTMC_DATA, else ../shared/data beside the checkout (installed: beside
+    the working directory)."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    return (REPO_ROOT if is_checkout() else Path.cwd()).parent / "shared" / "data"
+
+
+def cache_root() -> Path:
+    """Exports and trained models made on this machine: $MTMC_CACHE, else runs/cache in a checkout, else
+    ~/.cache/mtmc. Never inside git (weights trained on the shared data sets are research-only)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return REPO_ROOT / "runs" / "cache" if is_checkout() else Path.home() / ".cache" / "mtmc"
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

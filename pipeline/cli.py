@@ -2,9 +2,10 @@
 
 Stream URLs (rtsp://, rtmp://, http(s)://) or ``--duration`` select live mode (pipeline/live.py): online
 ids as tracklets mature, until the duration ends or SIGINT/SIGTERM (a second signal exits at once).
-Exit codes: 0 all sources processed; 2 some source failed (the others' outputs are complete and valid;
-in live mode: a stream that is gone or never delivered a frame); 1 nothing could run (bad config,
-detector weights missing, every source failed).
+Exit codes (the same for every ``mtmc`` command): 0 all sources processed; 1 nothing could run (bad config,
+detector or ReID weights missing or unreadable, every source failed); 2 some source failed (the others'
+outputs are complete and valid; in live mode: a stream that is gone or never delivered a frame); 64 usage
+error (unknown or malformed flag).
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ import sys
 import typing
 from typing import Any, Sequence
 
-from configs import ConfigError
+from configs import UserError
 from pipeline.config import config_fields, load_pipeline_config
+
+EXIT_OK, EXIT_FAILED, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2, 64
+EXIT_CODES_HELP = ("Exit codes: 0 all sources ran; 1 nothing ran (bad config, weights or sources); 2 some source "
+                   "failed (the others' outputs are complete); 64 usage error.")
 
 # short flags for the keys used most; each maps onto one config key
 SHORTCUTS = {
-    "--detector": ("detector.name", str, "yolox | ultralytics | mot"),
+    "--detector": ("detector.name", str, "yolox | ultralytics | mot, or a model file (.onnx YOLOX or Ultralytics "
+                   "export, .pt, .engine, .torchscript) or MOT det file / pattern with {camera}"),
     "--reid": ("reid.weights", str, "STA checkpoint (.pt) or .onnx; default: ImageNet-initialised STA MobileNetV2"),
     "--tracker": ("tracker.name", str, "per-camera tracker name (default: trackers.DEFAULT_TRACKER)"),
     "--out": ("output.out", str, "output folder"),
@@ -36,12 +42,20 @@ def parse_bool(text: str) -> bool:
     return lowered in ("1", "true", "yes", "on")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors exit with EXIT_USAGE, so that a script can tell them from a partial failure."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="run_pipeline.py", allow_abbrev=False,
+    parser = ArgumentParser(
+        allow_abbrev=False,
         description="Multi-camera person tracking: one global id per person across cameras.",
         epilog="Every config key is also a flag: --section.key VALUE (e.g. --detector.conf 0.4, "
-               "--association.threshold 0.3). Exit code 2 = some source failed, 1 = nothing ran.",
+               "--association.threshold 0.3). " + EXIT_CODES_HELP,
     )
     parser.add_argument("--sources", nargs="+", required=True, metavar="SRC",
                         help="stream URLs (rtsp/rtmp/http), video files, image folders or webcam indices, "
@@ -83,19 +97,17 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from pipeline.detectors import DetectorError
     from pipeline.live import LivePipeline, is_live_run
     from pipeline.runner import MultiCameraPipeline
-    from pipeline.sources import SourceError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_pipeline_config(args.config, overrides_from_args(args))
         pipeline_class = LivePipeline if is_live_run(args.sources, config) else MultiCameraPipeline
         summary = pipeline_class(config).run(args.sources)
-    except (ConfigError, DetectorError, SourceError, ValueError, FileNotFoundError) as err:
+    except (UserError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     return report(summary, config.output.out)
 
 
@@ -115,5 +127,5 @@ def report(summary: dict[str, Any], out_dir: str) -> int:
     print(f"outputs in {out_dir}")
     failed = len(summary["failed_sources"])
     if failed == len(summary["sources"]):
-        return 1
-    return 2 if failed else 0
+        return EXIT_FAILED
+    return EXIT_PARTIAL if failed else EXIT_OK

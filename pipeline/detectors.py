@@ -8,23 +8,26 @@ Adapters: YOLOX ONNX through onnxruntime, Ultralytics (any model it loads), and 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol, Sequence
 
 import cv2
 import numpy as np
 
-from configs import data_root
+from configs import UserError, data_root
 from pipeline.config import DetectorConfig
 from pipeline.motio import MOTFormatError, detections_by_frame, read_mot_rows
 from pipeline.sources import Frame
 
+DETECTOR_NAMES = ("yolox", "ultralytics", "mot")
+ULTRALYTICS_SUFFIXES = (".pt", ".engine", ".torchscript")
 PERSON_CLASS = 0
 YOLOX_PAD_VALUE = 114.0
 YOLOX_STRIDES = (8, 16, 32)
 
 
-class DetectorError(RuntimeError):
+class DetectorError(UserError, RuntimeError):
     """A detector that cannot be built (weights missing, bad file); the message says how to fix it."""
 
 
@@ -188,12 +191,54 @@ def det_files_for(config: DetectorConfig, camera_ids: Sequence[str]) -> dict[str
     return dict(zip(camera_ids, map(Path, files)))
 
 
+def resolve_detector(config: DetectorConfig) -> DetectorConfig:
+    """``config`` with ``name`` an adapter: a model or det file given as the name (``--detector PATH``) picks
+    its adapter (and becomes ``model`` / ``det_files``); raises DetectorError naming the file when it cannot."""
+    spec = config.name
+    if spec in DETECTOR_NAMES:
+        return config
+    path = Path(spec)
+    if "{camera}" in spec or path.suffix == ".txt":
+        return replace(config, name="mot", det_files=[spec])
+    if not path.is_file():
+        raise DetectorError(f"--detector {spec}: neither a detector name ({', '.join(DETECTOR_NAMES)}) nor an "
+                            "existing model file")
+    if path.suffix in ULTRALYTICS_SUFFIXES:
+        return replace(config, name="ultralytics", model=spec)
+    if path.suffix == ".onnx":
+        return replace(config, name=onnx_detector_kind(path), model=spec)
+    raise DetectorError(f"{path}: unknown detector model type {path.suffix!r}; expected .onnx (YOLOX or an "
+                        f"Ultralytics export), {', '.join(ULTRALYTICS_SUFFIXES)}, or a MOT det file (.txt)")
+
+
+def onnx_detector_kind(path: Path) -> str:
+    """'ultralytics' for an Ultralytics export (it carries its metadata), 'yolox' for YOLOX's raw head output
+    (batch, anchors, 5 + classes); DetectorError when the file is unreadable or neither."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # protobuf decode errors and OS errors alike
+        raise DetectorError(f"{path}: not a readable ONNX model ({str(err).splitlines()[0]})") from None
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
+    if "ultralytics" in metadata.get("author", "").lower() or {"names", "stride"} <= set(metadata):
+        return "ultralytics"
+    dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim] if model.graph.output else []
+    if len(dims) == 3 and dims[2] >= 6 and dims[1] > dims[2]:
+        return "yolox"
+    raise DetectorError(f"{path}: ONNX model is neither an Ultralytics export (no Ultralytics metadata) nor YOLOX "
+                        f"(output {dims}, expected (batch, anchors, 5 + classes)); pass --detector yolox or "
+                        "ultralytics with --detector.model PATH")
+
+
 def create_detector(config: DetectorConfig, camera_ids: Sequence[str], device: str = "auto",
                     threads: int = 0) -> Detector:
-    """Build the adapter named by ``config.name``; raises DetectorError with a fix when it cannot.
+    """Build the adapter named by ``config.name`` (or picked for the model file named there, see
+    resolve_detector); raises DetectorError with a fix when it cannot.
 
     ``threads``: onnxruntime intra-op threads for YOLOX (0: its default).
     """
+    config = resolve_detector(config)
     if config.name == "yolox":
         model = config.model or str(data_root() / "models" / "yolox_nano.onnx")
         return YoloxOnnxDetector(model, config.conf, config.iou, config.min_height, threads)

@@ -33,23 +33,15 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.association import Assignment
-from pipeline.config import LiveConfig, PipelineConfig, TrackletConfig
-from pipeline.runner import CONTINUED_REASONS, MATURE, MultiCameraPipeline, SourceState
-from pipeline.sources import Source
-from pipeline.streams import StreamOptions, StreamSource, StreamState, is_stream_url
-from pipeline.tracklets import Tracklet, TrackletBuffer
+from pipeline.config import PipelineConfig, TrackletConfig
+from pipeline.runner import MultiCameraPipeline, SourceState
+from pipeline.sources import Source, StreamSource, StreamState, is_stream_url
+from pipeline.tracklets import CONTINUED_REASONS, MATURE, Tracklet, TrackletBuffer
 
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 0.005  # nothing to read: wait this long before polling again
 LATENCY_WINDOW = 20_000  # latency samples kept (the newest): bounded memory on runs of any length
-
-
-def stream_options(live: LiveConfig) -> StreamOptions:
-    return StreamOptions(queue_size=live.queue_size, open_timeout_s=live.open_timeout_s,
-                         read_timeout_s=live.read_timeout_s, backoff_initial_s=min(0.5, live.backoff_max_s),
-                         backoff_max_s=live.backoff_max_s, gone_after_s=live.gone_after_s,
-                         give_up_after_s=live.give_up_after_s)
 
 
 def is_live_run(sources: Sequence[str | Source], config: PipelineConfig) -> bool:
@@ -162,17 +154,13 @@ class LivePipeline(MultiCameraPipeline):
             log.info("live mode: association.refine is off (global ids are final when emitted)")
         config.association.refine = False
         super().__init__(config, **components)
+        if self.identity_stage is not None and self.identity_stage.offline:
+            raise ValueError("live mode assigns ids online only: build its identity stage from a config with "
+                             "association.refine false")
 
     def run(self, sources: Sequence[str | Source]) -> dict[str, Any]:
         with StopSignals() as self.stop:
             return super().run(sources)
-
-    def _open(self, spec: str | Source, camera_id: str) -> SourceState:
-        if isinstance(spec, str) and is_stream_url(spec):
-            state = super()._open(StreamSource(spec, camera_id, stream_options(self.config.live)), camera_id)
-            state.spec = state.source.url  # redacted
-            return state
-        return super()._open(spec, camera_id)
 
     # ---- loop ----------------------------------------------------------------------------------------
     def _loop(self, states: list[SourceState]) -> None:
@@ -201,7 +189,7 @@ class LivePipeline(MultiCameraPipeline):
                     self.stopped_by = "sources ended"
                     break
                 else:
-                    self._drain([])  # write what the embedding worker finished meanwhile
+                    self._assign_embedded()  # write what the embedding worker finished meanwhile
                     time.sleep(IDLE_WAIT_S)
         self.live_s = time.monotonic() - started
         self.writer.event("live_stopping", reason=self.stop.requested or self.stopped_by, time=time.time())
@@ -220,7 +208,7 @@ class LivePipeline(MultiCameraPipeline):
         if not isinstance(state.source, StreamSource):  # files and webcams: read as fast as processed
             if self._next_frame(state):
                 return True
-            self._drain(self.buffer.flush(state.camera_id))
+            self._queue(self.buffer.flush(state.camera_id))
             return False
         state.pending = state.source.read(timeout=0)
         if state.pending is None:
@@ -235,12 +223,12 @@ class LivePipeline(MultiCameraPipeline):
         for captured in self.step_captures.values():
             self.frame_latency.add(done - captured)
 
-    def _queue(self, finished: list[Tracklet]) -> None:
+    def _queue(self, finished: list[Tracklet], flush: bool = True) -> None:
         """Live: every finished tracklet goes to the embedder now (no waiting for a full batch)."""
         for tracklet in finished:
             if tracklet.camera_id in self.step_captures:
                 self.captured_at[tracklet.uid] = self.step_captures[tracklet.camera_id]
-        self._drain(finished)
+        super()._queue(finished, flush=True)
 
     def _write(self, tracklets: list[Tracklet], assignments: list[Assignment]) -> None:
         super()._write(tracklets, assignments)
@@ -265,7 +253,7 @@ class LivePipeline(MultiCameraPipeline):
                               frames_processed=state.frames_read, frames_read=report["frames_read"],
                               error=report["last_error"] or None, time=time.time())
             if previous == StreamState.CONNECTED:  # its tracks ended with the stream
-                self._drain(self.buffer.flush(state.camera_id))
+                self._queue(self.buffer.flush(state.camera_id))
             if current == StreamState.CONNECTED:
                 self._restart_tracker(state)
 

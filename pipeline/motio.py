@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from configs import UserError
 
-class MOTFormatError(ValueError):
+
+class MOTFormatError(UserError, ValueError):
     """A MOTChallenge file that cannot be parsed; the message names file and line."""
 
 

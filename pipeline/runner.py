@@ -24,18 +24,15 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.association import Assignment, Observation, OnlineAssociator, refine_identities
-from pipeline.config import AssociationConfig, PipelineConfig, config_to_dict
+from pipeline.association import Assignment, Embedded, IdentityStage
+from pipeline.config import PipelineConfig, config_to_dict
 from pipeline.detectors import Detector, create_detector
 from pipeline.render import render_video
-from pipeline.overlap import foot_points
 from pipeline.sinks import OutputWriter
 from pipeline.sources import Frame, Source, SourceError, default_camera_id, open_source, shown_spec
 from pipeline.tracklets import Tracklet, TrackletBuffer
 
 STAGES = ("decode", "detect", "track", "buffer", "embed", "embed_wait", "associate", "write")
-MATURE = "mature"  # end reason of a live tracklet cut so that its track gets a global id early (pipeline/live.py)
-CONTINUED_REASONS = ("max_length", MATURE)  # tracklet cuts after which the local track goes on
 MAX_BATCHES_IN_FLIGHT = 2  # bounds the crops held in memory when embedding falls behind detection
 
 
@@ -96,22 +93,18 @@ def default_embedder(config: PipelineConfig, threads: int | None = None, seq_len
                     runtime="auto", threads=threads, seq_len=seq_len)
 
 
-def clip_mode(config: AssociationConfig) -> str:
-    """Embedder test mode of the runner: 'all' (every kept crop, consecutive clips) when the offline pass or the
-    online matching learns a scene metric, whose per-crop features come from those clips; with only the N crops
-    of one 'even' clip it loses 2-3 points of MTMC IDF1 (tools/association_lab.py --crop-features clip, demo
-    and held-out scenes)."""
-    return "all" if config.scene_metric and (config.refine or config.online_metric) else "even"
-
-
 class MultiCameraPipeline:
+    """``identity_stage``: a pipeline.association.IdentityStage (or subclass) to use instead of a new one."""
+
     background_refit = False  # the online scene metric is refitted in place: reproducible runs
+
     def __init__(self, config: PipelineConfig, detector: Detector | None = None, embedder: Any = None,
-                 tracker_factory: Callable[[float], Any] | None = None):
+                 tracker_factory: Callable[[float], Any] | None = None, identity_stage: IdentityStage | None = None):
         self.config = config
         self.detector = detector
         self.embedder = embedder
         self.tracker_factory = tracker_factory
+        self.identity_stage = identity_stage
 
     # ---- setup -------------------------------------------------------------------------------------
     def _camera_ids(self, sources: Sequence[str | Source]) -> list[str]:
@@ -127,7 +120,7 @@ class MultiCameraPipeline:
         state = SourceState(shown_spec(spec) if isinstance(spec, str) else repr(spec), camera_id)
         try:
             state.source = spec if not isinstance(spec, str) else open_source(
-                spec, camera_id, self.config.max_frames, self.config.image_fps)
+                spec, camera_id, self.config.max_frames, self.config.image_fps, self.config.live)
             state.source.camera_id = camera_id
             state.frames = iter(state.source)
         except SourceError as err:
@@ -141,9 +134,6 @@ class MultiCameraPipeline:
             self.tracker_factory = default_tracker_factory(self.config.tracker.name, self.config.tracker.overrides)
         if self.embedder is None:
             self.embedder = default_embedder(self.config, engine_threads())
-
-    def _wants_crop_features(self) -> bool:
-        return clip_mode(self.config.association) == "all"
 
     # ---- run ---------------------------------------------------------------------------------------
     def run(self, sources: Sequence[str | Source]) -> dict[str, Any]:
@@ -160,12 +150,9 @@ class MultiCameraPipeline:
         out_dir = Path(self.config.output.out)
         self.writer = OutputWriter(out_dir, camera_ids, spool=self.config.association.refine)
         self.buffer = TrackletBuffer(self.config.tracklets)
-        self.associator = OnlineAssociator(self.config.association, background_refit=self.background_refit)
+        self.identities = self.identity_stage or IdentityStage(self.config, background_refit=self.background_refit)
         self.timer = StageTimer()
-        self.waiting: list[Tracklet] = []
         self.in_flight: deque[tuple[list[Tracklet], Future]] = deque()  # batches sent to the embedding worker
-        self.observations: list[Observation] = []  # kept for the offline pass only
-        self.online_ids: dict[int, int] = {}
         self.counts = defaultdict(int)
         for state in states:
             if state.status == "failed":
@@ -173,7 +160,7 @@ class MultiCameraPipeline:
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as self.embed_worker:
             self._loop(states)
-            self._drain(self.buffer.flush())
+            self._queue(self.buffer.flush(), flush=True)
             self._assign_embedded(keep=0)
         final_ids, mode = self._finish()
         wall = time.perf_counter() - started
@@ -191,7 +178,7 @@ class MultiCameraPipeline:
                 for state in states:
                     if state.pending is None and state.status == "ok" and state.frames is not None:
                         if not self.timer.time("decode", self._next_frame, state):
-                            self._drain(self.buffer.flush(state.camera_id))
+                            self._queue(self.buffer.flush(state.camera_id), flush=True)
                 live = [s for s in states if s.pending is not None]
                 if not live:
                     return
@@ -232,64 +219,26 @@ class MultiCameraPipeline:
         self.counts["detections"] += sum(len(d) for d in detections)
         self._queue(finished)
 
-    # ---- tracklets -> identities --------------------------------------------------------------------
-    def _queue(self, finished: list[Tracklet]) -> None:
-        self.waiting += finished
-        if len(self.waiting) >= self.config.reid.batch_size:
-            self._drain([])
-        else:
-            self._assign_embedded()
-
-    def _drain(self, finished: list[Tracklet]) -> None:
-        """Send every waiting tracklet to the embedding worker now."""
-        self.waiting += finished
-        if self.waiting:
-            tracklets, self.waiting = self.waiting, []
-            future = self.embed_worker.submit(self.timer.time, "embed", self._embed, tracklets)
-            self.in_flight.append((tracklets, future))
+    # ---- tracklets -> identities (pipeline/association/stage.py decides what and when) --------------------
+    def _queue(self, finished: list[Tracklet], flush: bool = False) -> None:
+        """Send the batches the identity stage wants embedded to the embedding worker; assign what is done."""
+        for batch in self.identities.batches(finished, flush):
+            future = self.embed_worker.submit(self.timer.time, "embed", self.identities.embed, self.embedder, batch)
+            self.in_flight.append((batch, future))
         self._assign_embedded()
 
     def _assign_embedded(self, keep: int = MAX_BATCHES_IN_FLIGHT) -> None:
         """Assign ids to embedded batches, oldest first, waiting for the oldest while more than ``keep`` are out."""
         while self.in_flight and (len(self.in_flight) > keep or self.in_flight[0][1].done()):
             tracklets, future = self.in_flight.popleft()
-            vectors = self.timer.time("embed_wait", future.result)
-            observations = self._observations(tracklets, vectors)
-            assignments = self.timer.time("associate", self.associator.assign, observations)
+            embedded: Embedded = self.timer.time("embed_wait", future.result)
+            assignments = self.timer.time("associate", self.identities.assign, tracklets, embedded,
+                                          self._crops_per_embed())
             self.timer.time("write", self._write, tracklets, assignments)
-
-    def _embed(self, tracklets: list[Tracklet]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-        """Embedding worker thread: uid -> vector for the tracklets long enough to embed, and uid -> per-crop
-        features when the offline pass or the online matching learns a scene metric: the one-frame embeddings
-        of the crops the clips used, read from the same backbone pass (Embedder.embed_with_frames)."""
-        usable = [t for t in tracklets if t.crops and len(t) >= self.config.tracklets.min_length]
-        uids, crop_lists = [t.uid for t in usable], [t.crops for t in usable]
-        if not usable:
-            return {}, {}
-        if not self._wants_crop_features():
-            return dict(zip(uids, self.embedder.embed(crop_lists))), {}
-        vectors, crops = self.embedder.embed_with_frames(crop_lists, clip_mode(self.config.association))
-        return dict(zip(uids, vectors)), {uid: c.astype(np.float16) for uid, c in zip(uids, crops)}
-
-    def _observations(self, tracklets: list[Tracklet],
-                      embedded: tuple[dict[int, np.ndarray], dict[int, np.ndarray]]) -> list[Observation]:
-        by_uid, crops_by_uid = embedded
-        per_embed = self._crops_per_embed()
-        self.counts["crops_embedded"] += sum(min(len(t.crops), per_embed) for t in tracklets if t.uid in by_uid)
-        self.counts["crop_features"] += sum(len(c) for c in crops_by_uid.values())
-        self.counts["tracklets"] += len(tracklets)
-        observations = [Observation(t.uid, t.camera_id, t.track_id, t.start_time, t.end_time, by_uid.get(t.uid),
-                                    continues=t.end_reason in CONTINUED_REASONS, crop_features=crops_by_uid.get(t.uid),
-                                    feet=foot_points(t.timestamps, [b[:4] for b in t.boxes])
-                                    if self.config.association.overlap else None)
-                        for t in tracklets]
-        if self.config.association.refine:
-            self.observations += observations
-        return observations
 
     def _crops_per_embed(self) -> int:
         """Crops the embedder actually runs per tracklet (its clip length in 'even' mode)."""
-        if not self._wants_crop_features() and getattr(self.embedder, "test_mode", "even") == "even":
+        if not self.identities.wants_crop_features and getattr(self.embedder, "test_mode", "even") == "even":
             return getattr(self.embedder, "seq_len", self.config.tracklets.crops_per_tracklet)
         return self.config.tracklets.crops_per_tracklet
 
@@ -297,8 +246,6 @@ class MultiCameraPipeline:
         by_uid = {a.uid: a for a in assignments}
         for tracklet in tracklets:
             assignment = by_uid[tracklet.uid]
-            if self.config.association.refine:  # online ids are final when written: nothing to keep
-                self.online_ids[tracklet.uid] = assignment.global_id
             self.writer.tracklet_rows(tracklet.camera_id, tracklet.uid, assignment.global_id, tracklet.mot_rows)
             self.writer.event(
                 "tracklet_finished", uid=tracklet.uid, camera=tracklet.camera_id, track_id=tracklet.track_id,
@@ -314,19 +261,13 @@ class MultiCameraPipeline:
         self.writer.flush()
 
     def _finish(self) -> tuple[dict[int, int] | None, str]:
-        if not self.config.association.refine:
-            self.writer.finalise(None)
-            return None, "online"
-        info: dict[str, Any] = {}
-        final = self.timer.time("associate", refine_identities, self.observations, self.online_ids,
-                                self.config.association, info)
-        for uid, global_id in final.items():
-            if global_id != self.online_ids[uid]:
-                self.writer.event("identity_updated", uid=uid, old_global_id=self.online_ids[uid],
+        final, mode = self.timer.time("associate", self.identities.finish)
+        for uid, global_id in (final or {}).items():
+            if global_id != self.identities.online_ids[uid]:
+                self.writer.event("identity_updated", uid=uid, old_global_id=self.identities.online_ids[uid],
                                   global_id=global_id)
-        self.counts["refine_changes"] = sum(final[u] != self.online_ids[u] for u in final)
         self.writer.finalise(final)
-        return final, f"offline (online assignment + global refinement pass, {info['metric']})"
+        return final, mode
 
     def _render(self, states: list[SourceState], sources: Sequence[str | Source]) -> None:
         if not self.config.output.save_video:
@@ -350,12 +291,13 @@ class MultiCameraPipeline:
             "mode": mode,
             "frames": frames,
             "tracks": sum(len(s.track_ids) for s in states),
-            "tracklets": self.counts["tracklets"],
-            "identities": self.associator.identities_issued if final_ids is None else len(set(final_ids.values())),
+            "tracklets": self.identities.counts["tracklets"],
+            "identities": self.identities.identities if final_ids is None else len(set(final_ids.values())),
             "detections": self.counts["detections"],
-            "crops_embedded": self.counts["crops_embedded"],
-            "crop_features": self.counts["crop_features"],  # per-crop features for the scene metric (no extra pass)
-            "refine_changes": self.counts.get("refine_changes", 0),
+            "crops_embedded": self.identities.counts["crops_embedded"],
+            # per-crop features for the scene metric (no extra pass)
+            "crop_features": self.identities.counts["crop_features"],
+            "refine_changes": self.identities.counts["refine_changes"],
             "stage_ms_per_frame": {k: round(v, 3) for k, v in per_frame.items()},
             "wall_s": round(wall, 3),
             "throughput_fps": round(frames / wall, 2) if wall > 0 else None,

@@ -18,6 +18,11 @@ import numpy as np
 from pipeline.appearance import CameraColourStats
 from pipeline.config import TrackletConfig
 
+# Why a tracklet ended. After MAX_LENGTH and MATURE cuts the local track goes on in a new tracklet.
+LOST, MAX_LENGTH, SOURCE_END = "lost", "max_length", "source_end"
+MATURE = "mature"  # live mode cuts a track's first tracklet early so it gets a global id (pipeline/live.py)
+CONTINUED_REASONS = (MAX_LENGTH, MATURE)
+
 
 @dataclass
 class Tracklet:
@@ -29,7 +34,7 @@ class Tracklet:
     timestamps: list[float] = field(default_factory=list)
     boxes: list[np.ndarray] = field(default_factory=list)  # x1, y1, x2, y2, score per frame
     crops: list[np.ndarray] = field(default_factory=list)  # filled when finalised, in time order
-    end_reason: str = ""  # lost | max_length | source_end
+    end_reason: str = ""  # LOST | MAX_LENGTH | SOURCE_END | MATURE
     # crop sampling state: bin index -> (quality, frame, crop)
     _bins: dict[int, tuple[float, int, np.ndarray]] = field(default_factory=dict, repr=False)
     _bin_width: int = field(default=1, repr=False)
@@ -122,7 +127,7 @@ class TrackletBuffer:
     def flush(self, camera_id: str | None = None) -> list[Tracklet]:
         """Finalise every active tracklet (of one camera, or all): the source ended."""
         keys = [k for k in self.active if camera_id is None or k[0] == camera_id]
-        return [self._finalise(key, "source_end") for key in keys]
+        return [self._finalise(key, SOURCE_END) for key in keys]
 
     def _add(self, camera_id: str, frame_index: int, timestamp: float, image: np.ndarray, track: np.ndarray,
              quality: float) -> list[Tracklet]:
@@ -138,7 +143,7 @@ class TrackletBuffer:
         if quality > 0:
             self._offer_crop(tracklet, frame_index, image, track[:4], quality)
         if len(tracklet) >= self.config.max_length:
-            return [self._finalise(key, "max_length")]
+            return [self._finalise(key, MAX_LENGTH)]
         return []
 
     def _offer_crop(self, tracklet: Tracklet, frame_index: int, image: np.ndarray, box: np.ndarray,
@@ -164,7 +169,7 @@ class TrackletBuffer:
     def _expire(self, camera_id: str, frame_index: int) -> list[Tracklet]:
         timeout = self.config.lost_timeout
         lost = [k for k, t in self.active.items() if k[0] == camera_id and frame_index - t.last_frame > timeout]
-        return [self._finalise(key, "lost") for key in lost]
+        return [self._finalise(key, LOST) for key in lost]
 
     def _finalise(self, key: tuple[str, int], reason: str) -> Tracklet:
         tracklet = self.active.pop(key)

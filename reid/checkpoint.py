@@ -12,14 +12,14 @@ from typing import Any
 
 import torch
 
-from configs import ConfigError, build_dataclass
+from configs import ConfigError, UserError, build_dataclass
 from reid.model import ReIDConfig, STAModel, build_model
 
 FORMAT = "mtmc-sta-reid/1"
 _PLAIN = (str, int, float, bool, type(None))
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file that cannot be read or does not fit its model."""
 
 

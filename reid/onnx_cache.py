@@ -4,7 +4,7 @@ On CPU onnxruntime runs the MobileNetV2 STA model about 2x faster than torch (be
 but exporting takes seconds, so each export is kept as ``<cache>/reid_onnx/<name>_<hash>.onnx``. The hash
 covers every parameter and buffer of the model, its config, N, the exporter's opset, the torch version
 and the source of the modules defining the model and its export (so its outputs): other weights, settings,
-model or export code never reuse a stale file. ``<cache>`` is $MTMC_CACHE, else runs/cache.
+model or export code never reuse a stale file. ``<cache>`` is configs.cache_root().
 """
 
 from __future__ import annotations
@@ -16,16 +16,11 @@ from pathlib import Path
 
 import torch
 
-from configs import REPO_ROOT
+from configs import CACHE_ENV, cache_root  # noqa: F401  (re-exported: reid's one cache location)
 from reid.model import ReIDConfig
 
-CACHE_ENV = "MTMC_CACHE"
 # the reid code that defines what is exported, and the exporter (its outputs)
-MODEL_SOURCES = ("model.py", "attention.py", "backbones.py", "export.py")
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or REPO_ROOT / "runs" / "cache")
+MODEL_SOURCES = ("model.py", "attention.py", "backbones.py", "osnet.py", "export.py")
 
 
 def model_hash(model: torch.nn.Module, cfg: ReIDConfig, seq_len: int, opset: int) -> str:

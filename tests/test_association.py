@@ -102,7 +102,7 @@ def test_buffer_gives_normalised_crops(frame):
     assert_content_kept(frame[y1:y2, x1:x2], finished["a"].crops[0])
 
 
-# ---- offline pass: scene-adaptive metric (pipeline/scene_metric.py) and constrained clustering ----------------
+# ---- offline pass: scene-adaptive metric (pipeline/association/scene_metric.py) and constrained clustering ----------------
 
 PETS_GT = data_root() / "mot15" / "PETS09-S2L1" / "gt" / "gt.txt"
 GROUP_FRAMES = 10  # one pseudo-tracklet = one person's crops over this many frames
@@ -113,7 +113,7 @@ def pets_groups(frames: int = 200) -> tuple[list, list[int]]:
     """Real PETS09 crops grouped like tracklets: (CropGroup list with per-crop STA features, gt id per group)."""
     from pipeline.motio import read_mot_rows
     from pipeline.runner import default_embedder
-    from pipeline.scene_metric import CropGroup, embed_crops
+    from pipeline.association.scene_metric import CropGroup, embed_crops
     from pipeline.tracklets import crop_image
 
     rows = read_mot_rows(PETS_GT)
@@ -148,9 +148,9 @@ def same_different_auc(vectors: np.ndarray, labels: list[int], pairs: list[tuple
 @pytest.mark.skipif(not PETS_GT.is_file(), reason=f"PETS09-S2L1 gt absent: {PETS_GT} (set MTMC_DATA)")
 def test_scene_metric_separates_real_people_better_than_cosine():
     """Learned from the first half without labels (overlap = different), judged on pairs across the halves."""
-    from pipeline.association import normalise
+    from pipeline.association.online import normalise
     from pipeline.config import AssociationConfig
-    from pipeline.scene_metric import SceneMetric
+    from pipeline.association.scene_metric import SceneMetric
 
     groups, labels = pets_groups()
     half = max(g.end_time for g in groups) / 2
@@ -225,7 +225,7 @@ def test_offline_pass_uses_a_supplied_metric_instead_of_learning_one():
     used even where the run itself gives too few constraints to learn one."""
     from pipeline.association import refine_identities
     from pipeline.config import AssociationConfig
-    from pipeline.scene_metric import SceneMetric
+    from pipeline.association.scene_metric import SceneMetric
 
     observations = random_scene(1)
     people = sorted({o.track_id for o in observations})
@@ -357,7 +357,7 @@ def test_forgotten_identity_gets_a_new_id_and_forget_zero_keeps_all():
     assert returns == 3 and len(kept.identities) == 37  # never forgetting: all 40 - 3 returning people kept
 
 
-# ---- offline pass: overlapping views give geometric evidence (pipeline/overlap.py) -----------------------------
+# ---- offline pass: overlapping views give geometric evidence (pipeline/association/overlap.py) -----------------------------
 
 SIMILARITY = np.array([[0.8 * np.cos(0.2), -0.8 * np.sin(0.2), 140.0],
                        [0.8 * np.sin(0.2), 0.8 * np.cos(0.2), -30.0],
@@ -411,8 +411,8 @@ def plain_overlap_config(**overrides):
 
 
 def test_overlap_fit_recovers_the_transform_and_separates_same_from_different():
-    from pipeline.association import _group_by_track, _track_distances
-    from pipeline.overlap import overlap_errors, project
+    from pipeline.association.offline import _group_by_track, _track_distances
+    from pipeline.association.overlap import overlap_errors, project
 
     observations = overlapping_cameras()
     config = plain_overlap_config()
@@ -435,7 +435,7 @@ def test_overlap_fit_from_a_narrow_strip_extrapolates_beyond_it():
     a shift. A homography fitted to the strip alone bent away outside it (on the PETS pseudo-cameras it
     called 7 of 28 same-person pairs different); the simplest model that explains the pairs must be used."""
     from pipeline.config import AssociationConfig
-    from pipeline.overlap import fit_homography, project
+    from pipeline.association.overlap import fit_homography, project
 
     rng = np.random.default_rng(5)
     pairs = []
@@ -575,7 +575,7 @@ def test_a_metric_refitted_in_the_background_is_taken_up_by_a_later_batch():
 
 def test_principal_axes_from_block_scatter_match_an_svd_of_all_crops():
     """Many crops (the online window) take the blockwise scatter path: same mean, same leading subspace."""
-    from pipeline.scene_metric import _mean_and_axes
+    from pipeline.association.scene_metric import _mean_and_axes
 
     rng = np.random.default_rng(0)
     crops = rng.normal(size=(1500, 48)) * np.linspace(5.0, 0.5, 48) + 3.0  # distinct variances per axis

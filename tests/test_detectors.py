@@ -1,11 +1,13 @@
 """Detector adapters on real PETS09 frames against the ground truth."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from configs import data_root
 from pipeline.config import DetectorConfig
-from pipeline.detectors import DetectorError, MOTFileDetector, UltralyticsDetector, create_detector
+from pipeline.detectors import DetectorError, MOTFileDetector, UltralyticsDetector, create_detector, resolve_detector
 from pipeline.motio import detections_by_frame, read_mot_rows
 from pipeline.sources import open_source
 
@@ -54,11 +56,51 @@ def test_missing_ultralytics_weights_says_how_to_supply_them(tmp_path):
 
 
 @needs_pets
-def test_ultralytics_adapter_plumbing_with_random_weights(pets_frames):
-    # yolo11n.yaml builds the architecture with random weights: checks shapes and batching, not accuracy
+def test_ultralytics_adapter_returns_what_ultralytics_predicts_for_people(pets_frames):
+    # yolo11n.yaml has random weights, so no accuracy: the adapter must pass on exactly Ultralytics' own person
+    # boxes (xyxy + score) per frame of a batch, in the pipeline's array layout
     detector = UltralyticsDetector("yolo11n.yaml", conf=0.0, imgsz=320)
     detections = detector.detect(pets_frames[:2])
-    assert len(detections) == 2 and all(d.ndim == 2 and d.shape[1] == 5 for d in detections)
+    reference = detector.model.predict([f.image for f in pets_frames[:2]], conf=0.0, iou=0.5, imgsz=320,
+                                       classes=[0], verbose=False)
+    assert len(detections) == 2
+    for got, result in zip(detections, reference):
+        expected = np.column_stack([result.boxes.xyxy.numpy(), result.boxes.conf.numpy()])
+        assert len(expected) > 0 and got.shape == expected.shape
+        assert np.allclose(got, expected, atol=1e-4)
+
+
+def test_detector_model_file_picks_its_adapter(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    def onnx_file(name: str, output_shape: list[int], metadata: dict[str, str]) -> Path:
+        graph = helper.make_graph([helper.make_node("Identity", ["images"], ["output"])], "g",
+                                  [helper.make_tensor_value_info("images", TensorProto.FLOAT, output_shape)],
+                                  [helper.make_tensor_value_info("output", TensorProto.FLOAT, output_shape)])
+        model = helper.make_model(graph)
+        for key, value in metadata.items():
+            model.metadata_props.add(key=key, value=value)
+        onnx.save(model, tmp_path / name)
+        return tmp_path / name
+
+    ultralytics_export = onnx_file("yolo11n.onnx", [1, 84, 8400], {"author": "Ultralytics", "stride": "32"})
+    unlabelled = onnx_file("mystery.onnx", [1, 84, 8400], {})
+    (tmp_path / "yolo11n.pt").write_bytes(b"weights")
+    resolve = lambda spec: resolve_detector(DetectorConfig(name=str(spec)))  # noqa: E731
+    if YOLOX.is_file():
+        assert (resolve(YOLOX).name, resolve(YOLOX).model) == ("yolox", str(YOLOX))
+    assert resolve(ultralytics_export).name == "ultralytics"
+    assert resolve(tmp_path / "yolo11n.pt").name == "ultralytics"
+    pattern = resolve(tmp_path / "{camera}" / "det.txt")
+    assert (pattern.name, pattern.det_files) == ("mot", [str(tmp_path / "{camera}" / "det.txt")])
+    with pytest.raises(DetectorError, match="mystery.onnx: ONNX model is neither"):
+        resolve(unlabelled)
+    (tmp_path / "broken.onnx").write_bytes(b"\x00not onnx")
+    with pytest.raises(DetectorError, match="broken.onnx: not a readable ONNX model"):
+        resolve(tmp_path / "broken.onnx")
+    with pytest.raises(DetectorError, match="absent.onnx: neither a detector name"):
+        resolve(tmp_path / "absent.onnx")
 
 
 @needs_pets

@@ -70,9 +70,24 @@ def test_hand_made_mot_case_matches_hand_computed_metrics(hand_case):
     assert (result["MT"], result["ML"]) == (1, 0)
 
 
-def test_combined_equals_the_single_sequence(hand_case):
-    results = evaluate_mot(*hand_case)
-    assert results["COMBINED"] == pytest.approx(results["hand"])
+def test_combined_pools_the_sequences_counts(hand_case):
+    gt_root, pred_dir = hand_case
+    # a second sequence, one person tracked perfectly over 4 frames: 4 TPs, IDTP 4, AssA 1
+    make_sequence(gt_root, "easy", [(f, 1, BOX_A) for f in range(1, 5)], length=4)
+    (pred_dir / "easy.txt").write_text(mot_lines([(f, 5, BOX_A) for f in range(1, 5)]))
+    results = evaluate_mot(gt_root, pred_dir)
+    combined, hand = results["COMBINED"], results["hand"]
+    assert results["easy"]["MOTA"] == results["easy"]["IDF1"] == results["easy"]["HOTA"] == pytest.approx(1.0)
+    # CLEAR sums counts: GT 12, FN 1, FP 1, IDSW 1 -> MOTA 1 - 3/12 (not the mean 0.8125 of 0.625 and 1)
+    assert (combined["FN"], combined["FP"], combined["IDSW"]) == (1, 1, 1)
+    assert combined["MOTA"] == pytest.approx(0.75)
+    # Identity sums IDTP: (6 + 4) of 12 gt and 12 predicted boxes
+    assert combined["IDF1"] == pytest.approx(20 / 24)
+    # HOTA: DetA = 11 / 13; AssA weighted by TPs = (7 * 0.75 + 4 * 1) / 11
+    assert combined["DetA"] == pytest.approx(11 / 13)
+    assert combined["AssA"] == pytest.approx(9.25 / 11)
+    assert combined["HOTA"] == pytest.approx(math.sqrt(9.25 / 13))
+    assert hand["MOTA"] == pytest.approx(0.625)  # the per-sequence figures stay their own
 
 
 def test_empty_prediction_file_gives_all_false_negatives(hand_case):

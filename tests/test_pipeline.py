@@ -49,13 +49,24 @@ def embedder():
     return default_embedder(load_pipeline_config(REPO_ROOT / "configs" / "pipeline.yaml", {}), engine_threads())
 
 
-def run_scene(scene: Path, out: Path, cameras: list[str], embedder, extra_sources=(), extra_gt=(), **overrides):
+def scene_run(scene: Path, out: Path, cameras: list[str], extra_sources=(), extra_gt=(), **overrides):
+    """(sources, config) of a run on the scene's cameras with their ground-truth boxes as detections."""
     sources = [str(scene / f"{c}.mp4") for c in cameras] + list(extra_sources)
     gt_files = [str(scene / "gt" / c / "gt" / "gt.txt") for c in cameras] + list(extra_gt)
     values = {"output.out": str(out), "progress": False, "max_frames": FRAMES, "detector.name": "mot",
               "detector.det_files": gt_files, "detector.conf": 0.5, **overrides}
-    config = load_pipeline_config(REPO_ROOT / "configs" / "pipeline.yaml", values)
+    return sources, load_pipeline_config(None, values)
+
+
+def run_scene(scene: Path, out: Path, cameras: list[str], embedder, extra_sources=(), extra_gt=(), **overrides):
+    sources, config = scene_run(scene, out, cameras, extra_sources, extra_gt, **overrides)
     return MultiCameraPipeline(config, embedder=embedder).run(sources)
+
+
+def final_ids(out: Path) -> dict[int, int]:
+    """uid -> global id as the run's events give it: assigned online, then updated by the offline pass."""
+    assigned = {e["uid"]: e["global_id"] for e in events(out) if e["event"] == "identity_assigned"}
+    return {**assigned, **{e["uid"]: e["global_id"] for e in events(out) if e["event"] == "identity_updated"}}
 
 
 def events(out: Path) -> list[dict]:
@@ -71,15 +82,13 @@ def three_cameras(scene, embedder, tmp_path_factory):
 @needs_data
 def test_outputs_are_consistent_with_each_other(three_cameras):
     out, summary = three_cameras
-    assigned = {e["uid"]: e["global_id"] for e in events(out) if e["event"] == "identity_assigned"}
-    updated = {e["uid"]: e["global_id"] for e in events(out) if e["event"] == "identity_updated"}
-    final_ids = set({**assigned, **updated}.values())
+    ids = set(final_ids(out).values())
     mtmc = read_mot_rows(out / "mtmc.txt", min_columns=9)
     total = 0
     for number, camera in enumerate(["cam1", "cam2", "cam3"], start=1):
         rows = read_mot_rows(out / f"{camera}.txt", min_columns=10)
         total += len(rows)
-        assert set(rows[:, 1].astype(int)) <= final_ids
+        assert set(rows[:, 1].astype(int)) <= ids
         pairs = rows[:, :2].astype(int)
         assert len(np.unique(pairs, axis=0)) == len(pairs), f"{camera}: an id twice in one frame"
         in_mtmc = mtmc[mtmc[:, 0] == number]
@@ -110,6 +119,25 @@ def test_people_in_the_overlap_get_one_global_id_across_cameras(three_cameras, s
     assert shared, "no global id was given to a person seen in both overlapping cameras"
     correct = [g for g in shared if ids1[g] & ids2[g]]
     assert len(correct) >= len(shared) / 2, f"shared ids {shared}: only {correct} join the same person"
+
+
+@needs_data
+@pytest.mark.parametrize("live", [False, True], ids=["files", "live"])
+def test_association_lab_replays_the_pipelines_own_ids(scene, embedder, tmp_path, live):
+    """The lab ranks association settings by replaying what the pipeline's identity stage assigned: with the
+    run's own settings it must give the run's ids exactly (offline pass included), live mode too."""
+    from pipeline.live import LivePipeline
+    from tools.association_lab import RecordingStage, replay
+
+    sources, config = scene_run(scene, tmp_path, ["cam1", "cam2", "cam3"], **{"association.refine": not live})
+    stage = RecordingStage(config)
+    (LivePipeline if live else MultiCameraPipeline)(config, embedder=embedder, identity_stage=stage).run(sources)
+    pipeline_ids = final_ids(tmp_path)
+    assert len(pipeline_ids) == sum(len(batch) for batch, _ in stage.record) > 10
+    assert replay(stage.record, config) == pipeline_ids
+    if not live:  # the offline pass changed something, so the replay really ran it
+        online = replay(stage.record, load_pipeline_config(None, {"association.refine": False}))
+        assert online != pipeline_ids and set(online) == set(pipeline_ids)
 
 
 @needs_data

@@ -17,7 +17,7 @@ import pytest
 
 from configs import data_root
 from pipeline.sources import Source, SourceError
-from pipeline.streams import StreamFrame, StreamOptions, StreamSource, StreamState, redact_url
+from pipeline.sources.streams import StreamFrame, StreamOptions, StreamSource, StreamState, redact_url
 from rtsp_fixtures import rtsp_clips, rtsp_servers  # noqa: F401  (pytest fixtures)
 
 YOLOX = data_root() / "models" / "yolox_nano.onnx"
@@ -215,7 +215,7 @@ def test_stalled_camera_is_detected_and_close_returns_promptly(rtsp_servers, clo
 
 
 def test_credentials_never_appear_in_logs_reports_or_native_output(rtsp_servers, closing, caplog, capfd):
-    caplog.set_level(logging.DEBUG, logger="pipeline.streams")
+    caplog.set_level(logging.DEBUG, logger="pipeline.sources.streams")
     server = rtsp_servers({"cam1": "tud"}, credentials="viewer:S3cretPw")
     good = open_stream(closing, server.url("cam1", "viewer:S3cretPw"), "good")
     bad = open_stream(closing, server.url("cam1", "intruder:WrongPw9"), "bad")

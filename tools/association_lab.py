@@ -1,18 +1,19 @@
 """Association experiments without re-running the whole pipeline each time.
 
-Three cached stages, each keyed by its settings:
-  collect  sources -> detector -> trackers -> tracklet buffer (frame-synchronous, like the runner with
-           equal frame rates); tracklets with their crops go to a pickle
-  embed    the tracklets' crops -> STA embeddings (npy) and per-crop features (npz) for the scene-adaptive
-           metric of the offline pass: as the runner makes them (one-frame embeddings of the crops the clips
-           used, same backbone pass), or with --crop-features every each kept crop embedded alone
-  score    online association (runner batching) + offline refinement -> mtmc.txt -> TrackEval MTMC IDF1,
-           plus appearance diagnostics against the ground truth (same/different person distance AUC,
-           MTMC IDF1 with oracle association = the ceiling association can reach on these tracklets, and with
-           the scene metric fitted on the ground-truth identities instead of the run's own constraints = what
-           the best linear metric of these features gives the offline pass)
+Two stages:
+  record  the product's own pipeline (pipeline.runner.MultiCameraPipeline, or pipeline.live.LivePipeline with
+          --live) runs once on the scene and its identity stage records every embedded batch in the order it
+          assigned them (tracklets with crops, STA vectors, per-crop features); cached, keyed by every setting
+          that changes them (detector, tracker, tracklets, ReID, batching, clip mode)
+  replay  a fresh pipeline.association.IdentityStage assigns the recorded batches under the settings asked
+          for (online assignment + the offline pass) -> mtmc.txt -> TrackEval MTMC IDF1, plus appearance
+          diagnostics against the ground truth (same/different person distance AUC, MTMC IDF1 with oracle
+          association = the ceiling association can reach on these tracklets, and with the scene metric fitted
+          on the ground-truth identities instead of the run's own constraints = what the best linear metric of
+          these features gives the offline pass)
+With the settings of the recorded run the replay gives that run's global ids exactly (tests/test_pipeline.py).
 
-    python tools/association_lab.py --config configs/demo.yaml --scene runs/demo/cameras --detector mot \\
+    mtmc lab --config configs/demo.yaml --scene runs/demo/cameras --detector mot \
         --cache runs/assoc_lab --set association.threshold=0.6 --set tracklets.colour_norm=meanstd
 
 ``--extra NAME=VIDEO,DETFILE`` adds a camera from another scene as a negative control: it has no ground
@@ -31,112 +32,71 @@ import pickle
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from configs import parse_overrides
+from pipeline.association import Embedded, IdentityStage, Observation, clip_mode
+from pipeline.association.online import normalise
+from pipeline.association.records import has_crop_features
+from pipeline.association.scene_metric import CropGroup, SceneMetric
+from pipeline.config import PipelineConfig, load_pipeline_config
+from pipeline.motio import read_mot_rows, rows_by_frame
+from pipeline.sinks import mtmc_lines
+from pipeline.tracklets import Tracklet
+from tools.evaluation import evaluate_mtmc
+from trackers.geometry import iou_matrix
 
-from pipeline.association import (Observation, OnlineAssociator, has_crop_features, normalise,  # noqa: E402
-                                  refine_identities)
-from configs import parse_overrides  # noqa: E402
-from pipeline.config import PipelineConfig, load_pipeline_config  # noqa: E402
-from pipeline.detectors import create_detector  # noqa: E402
-from pipeline.motio import read_mot_rows, rows_by_frame  # noqa: E402
-from pipeline.overlap import foot_points  # noqa: E402
-from pipeline.runner import clip_mode, default_tracker_factory  # noqa: E402
-from pipeline.scene_metric import CropGroup, SceneMetric, embed_crops  # noqa: E402
-from pipeline.sinks import mtmc_lines  # noqa: E402
-from pipeline.sources import open_source  # noqa: E402
-from pipeline.tracklets import Tracklet, TrackletBuffer  # noqa: E402
-from tools.evaluation import evaluate_mtmc  # noqa: E402
-from trackers.geometry import iou_matrix  # noqa: E402
+Record = list[tuple[list[Tracklet], Embedded]]  # embedded batches in the order the pipeline assigned them
 
 
 def settings_key(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def collect(config: PipelineConfig, sources: list[str], cameras: list[str]) -> list[Tracklet]:
-    """Tracklets in the order the runner would finalise them (all cameras stepped frame by frame)."""
-    opened = [open_source(s, c, config.max_frames) for s, c in zip(sources, cameras)]
-    detector = create_detector(config.detector, cameras, "cpu")
-    factory = default_tracker_factory(config.tracker.name, config.tracker.overrides)
-    streams, trackers = [iter(s) for s in opened], [factory(s.fps) for s in opened]
-    buffer = TrackletBuffer(config.tracklets)
-    finished: list[Tracklet] = []
-    with tqdm(desc="collect", unit="step") as bar:
-        while streams:
-            frames, alive = [], []
-            for stream, tracker in zip(streams, trackers):
-                frame = next(stream, None)
-                if frame is not None:
-                    frames.append(frame)
-                    alive.append((stream, tracker))
-            if not frames:
-                break
-            for frame, dets, (_, tracker) in zip(frames, detector.detect(frames), alive):
-                tracks = tracker.update(np.asarray(dets, dtype=np.float64).reshape(-1, 5))
-                finished += buffer.update(frame.camera_id, frame.index, frame.timestamp, frame.image, tracks)
-            bar.update()
-    return finished + buffer.flush()
+class RecordingStage(IdentityStage):
+    """The pipeline's identity stage, keeping every batch it assigns (crops included) for replays."""
+
+    def __init__(self, config: PipelineConfig, background_refit: bool = False):
+        super().__init__(config, background_refit)
+        self.record: Record = []
+
+    def assign(self, tracklets, embedded, crops_per_embed=None):
+        self.record.append((list(tracklets), embedded))
+        return super().assign(tracklets, embedded, crops_per_embed)
 
 
-def embed(tracklets: list[Tracklet], config: PipelineConfig, test_mode: str) -> tuple[np.ndarray, list[np.ndarray]]:
-    """STA vectors (NaN rows for tracklets too short to embed) and, as the runner makes them, per-crop features:
-    the one-frame embeddings of the crops each clip used, from the same backbone pass (empty when not embedded)."""
-    from reid import Embedder
+def record_run(config: PipelineConfig, sources: list[str], out: Path, live: bool = False) -> Record:
+    """Run the product's pipeline on ``sources`` and return what its identity stage assigned, batch by batch."""
+    from pipeline.live import LivePipeline
+    from pipeline.runner import MultiCameraPipeline
 
-    embedder = Embedder(weights=config.reid.weights or None, device="cpu", batch_size=config.reid.batch_size,
-                        test_mode=test_mode, runtime="auto")
-    vectors = np.full((len(tracklets), embedder.embedding_dim), np.nan, dtype=np.float32)
-    crops = [np.zeros((0, embedder.embedding_dim), np.float16) for _ in tracklets]
-    rows = [i for i, t in enumerate(tracklets) if t.crops and len(t) >= config.tracklets.min_length]
-    for start in tqdm(range(0, len(rows), 16), desc="embed"):
-        chunk = rows[start:start + 16]
-        vectors[chunk], features = embedder.embed_with_frames([tracklets[i].crops for i in chunk])
-        for i, f in zip(chunk, features):
-            crops[i] = f.astype(np.float16)
-    return vectors, crops
+    config = replace(config, output=replace(config.output, out=str(out), save_video=False))
+    stage = RecordingStage(config, background_refit=False)
+    pipeline_class = LivePipeline if live else MultiCameraPipeline
+    pipeline_class(config, identity_stage=stage).run(sources)
+    return stage.record
 
 
-def embed_per_crop(tracklets: list[Tracklet], config: PipelineConfig) -> list[np.ndarray]:
-    """Every kept crop as a 1-frame clip (a second backbone pass; the runner's way before embed_with_frames)."""
-    from reid import Embedder
-
-    embedder = Embedder(weights=config.reid.weights or None, device="cpu", batch_size=config.reid.batch_size,
-                        seq_len=1, runtime="auto")
-    features = []
-    for start in tqdm(range(0, len(tracklets), 16), desc="embed crops"):
-        features += embed_crops(embedder, [t.crops for t in tracklets[start:start + 16]])
-    return features
-
-
-def save_crop_features(path: Path, features: list[np.ndarray]) -> None:
-    np.savez(path, features=np.concatenate(features), counts=[len(f) for f in features])
+def replay(record: Record, config: PipelineConfig, info: dict | None = None, metric: SceneMetric | None = None
+           ) -> dict[int, int]:
+    """uid -> global id: the recorded batches assigned by a fresh IdentityStage under ``config``, then its
+    offline pass (with ``metric`` instead of the one it would learn, when given)."""
+    stage = IdentityStage(config)
+    ids: dict[int, int] = {}
+    for tracklets, embedded in record:
+        ids.update({a.uid: a.global_id for a in stage.assign(tracklets, embedded)})
+    final, _ = stage.finish(metric)
+    if info is not None:
+        info.update(stage.info)
+    return ids if final is None else final
 
 
-def observations_of(tracklets: list[Tracklet], vectors: np.ndarray, crops: list[np.ndarray] | None = None
-                    ) -> list[Observation]:
-    crops = crops if crops is not None else [None] * len(tracklets)
-    return [Observation(t.uid, t.camera_id, t.track_id, t.start_time, t.end_time,
-                        None if np.isnan(v).any() else v, continues=t.end_reason == "max_length", crop_features=c,
-                        feet=foot_points(t.timestamps, t.boxes))
-            for t, v, c in zip(tracklets, vectors, crops)]
-
-
-def associate(observations: list[Observation], config: PipelineConfig, info: dict | None = None,
-              metric: SceneMetric | None = None) -> dict[int, int]:
-    """The runner's scheme: online batches of reid.batch_size tracklets, then the offline pass (with ``metric``
-    instead of the one it would learn, when given)."""
-    associator = OnlineAssociator(config.association)
-    online: dict[int, int] = {}
-    size = config.reid.batch_size
-    for start in range(0, len(observations), size):
-        online.update({a.uid: a.global_id for a in associator.assign(observations[start:start + size])})
-    if not config.association.refine:
-        return online
-    return refine_identities(observations, online, config.association, info, metric)
+def observations_of(record: Record, config: PipelineConfig) -> list[Observation]:
+    """Every recorded tracklet as the associator sees it (with foot points), in assignment order."""
+    stage = IdentityStage(replace(config, association=replace(config.association, overlap=True)))
+    return [o for tracklets, embedded in record for o in stage.observations_of(tracklets, embedded)]
 
 
 def write_mtmc(tracklets: list[Tracklet], ids: dict[int, int], cameras: list[str], path: Path) -> None:
@@ -228,7 +188,8 @@ def metric_separation(observations: list[Observation], labels: list[int], config
 GT_METRIC_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
-def gt_metric_score(tracklets, observations, labels, config, cameras, scene: Path, out: Path) -> dict | None:
+def gt_metric_score(record: Record, tracklets, observations, labels, config, cameras, scene: Path, out: Path
+                    ) -> dict | None:
     """Best MTMC IDF1 (and its metric_threshold) of the runner's association with gt_metric() in the offline
     pass, the threshold chosen on the scene itself: an upper bound, not a result (scene cameras only)."""
     metric = gt_metric(observations, labels, config)
@@ -237,7 +198,7 @@ def gt_metric_score(tracklets, observations, labels, config, cameras, scene: Pat
     scores = {}
     for threshold in GT_METRIC_THRESHOLDS:
         swept = replace(config, association=replace(config.association, metric_threshold=threshold))
-        scores[threshold] = evaluate(tracklets, associate(observations, swept, metric=metric), cameras, scene,
+        scores[threshold] = evaluate(tracklets, replay(record, swept, metric=metric), cameras, scene,
                                      out)["mtmc_idf1"]
     best = max(scores, key=scores.get)
     return {"mtmc_idf1": scores[best], "metric_threshold": best}
@@ -271,67 +232,69 @@ def shared_ids(tracklets: list[Tracklet], ids: dict[int, int], scene_cameras: li
     return len(inside & outside)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="configs/demo.yaml")
+    parser.add_argument("--config", default=None, help="pipeline config (default: the defaults, as run_pipeline.py)")
     parser.add_argument("--scene", required=True, help="make_multicam output folder (videos, gt, mtmc_gt.txt)")
     parser.add_argument("--cameras", nargs="+", default=None, help="camera names (default: cameras.json)")
-    parser.add_argument("--detector", default="mot", help="mot (scene gt boxes) | yolox")
+    parser.add_argument("--detector", default="mot", help="mot (scene gt boxes) | yolox | a model file")
     parser.add_argument("--cache", default="runs/assoc_lab")
     parser.add_argument("--set", action="append", default=[], help="dotted.key=value config override")
+    parser.add_argument("--live", action="store_true", help="record and replay as live mode (online ids only)")
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=VIDEO,DETFILE",
                         help="negative-control camera from another scene (no identity may be shared with it)")
-    parser.add_argument("--test-mode", default=None, help="even | all (default: the runner's, pipeline.runner.clip_mode)")
-    parser.add_argument("--crop-features", choices=("clip", "every"), default="clip",
-                        help="scene-metric per-crop features: clip = the crops the clips used, from their backbone "
-                             "pass (the runner); every = every kept crop embedded alone (a second pass)")
-    args = parser.parse_args(argv)
-    scene, cache = Path(args.scene), Path(args.cache)
-    cache.mkdir(parents=True, exist_ok=True)
+    return parser.parse_args(argv)
+
+
+def scene_sources(args: argparse.Namespace) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(scene cameras, all cameras, their sources, their det files): the scene's, then the --extra ones."""
+    scene = Path(args.scene)
     cameras = args.cameras or [r["name"] for r in json.loads((scene / "cameras.json").read_text())]
-    sources = [str(scene / f"{c}.mp4") for c in cameras]
+    records = {r["name"]: r for r in json.loads((scene / "cameras.json").read_text())} if not args.cameras else {}
+    sources = [str(records[c]["video"]) if c in records else str(scene / f"{c}.mp4") for c in cameras]
     det_files = [str(scene / "gt" / c / "gt" / "gt.txt") for c in cameras]
     extras = [parse_extra(item) for item in args.extra]
-    scene_cameras = list(cameras)
-    cameras += [name for name, _, _ in extras]
-    sources += [video for _, video, _ in extras]
-    det_files += [dets for _, _, dets in extras]
+    return (list(cameras), cameras + [n for n, _, _ in extras], sources + [v for _, v, _ in extras],
+            det_files + [d for _, _, d in extras])
+
+
+def recorded(config: PipelineConfig, sources: list[str], cameras: list[str], cache: Path, live: bool) -> Record:
+    """The pipeline's recorded batches for these settings, from the cache or from a fresh run."""
+    key = settings_key(cameras, sources, config.detector, config.tracker, config.tracklets, config.reid,
+                       clip_mode(config.association), config.max_frames, live)
+    path = cache / f"record_{key}.pkl"
+    if not path.is_file():
+        path.write_bytes(pickle.dumps(record_run(replace(config, camera_ids=cameras), sources,
+                                                 cache / f"run_{key}", live)))
+    return pickle.loads(path.read_bytes())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    scene, cache = Path(args.scene), Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    scene_cameras, cameras, sources, det_files = scene_sources(args)
     overrides = {"detector.name": args.detector, "progress": False, **parse_overrides(args.set)}
     if args.detector == "mot":
         overrides.update({"detector.det_files": det_files, "detector.conf": 0.5})
+    if args.live:
+        overrides["association.refine"] = False
     config = load_pipeline_config(args.config, overrides)
-    test_mode = args.test_mode or clip_mode(config.association)
-
-    collect_key = settings_key(str(scene), cameras, sources, config.detector, config.tracker, config.tracklets)
-    tracklet_file = cache / f"tracklets_{collect_key}.pkl"
-    if not tracklet_file.is_file():
-        tracklet_file.write_bytes(pickle.dumps(collect(config, sources, cameras)))
-    tracklets = pickle.loads(tracklet_file.read_bytes())
-    embed_key = settings_key(collect_key, config.reid.weights, test_mode, config.tracklets.min_length)
-    vector_file, clip_crop_file = cache / f"vectors_{embed_key}.npy", cache / f"clipcrops_{embed_key}.npz"
-    if not (vector_file.is_file() and clip_crop_file.is_file()):
-        vectors, features = embed(tracklets, config, test_mode)
-        np.save(vector_file, vectors)
-        save_crop_features(clip_crop_file, features)
-    crop_file = clip_crop_file if args.crop_features == "clip" else cache / f"percrop_{embed_key}.npz"
-    if not crop_file.is_file():
-        save_crop_features(crop_file, embed_per_crop(tracklets, config))
-    stored = np.load(crop_file)
-    crops = np.split(stored["features"], np.cumsum(stored["counts"])[:-1])
-    observations = observations_of(tracklets, np.load(vector_file), crops)
+    record = recorded(config, sources, cameras, cache, args.live)
     info: dict = {}
-    ids = associate(observations, config, info)
-    result = {"negctl_shared": shared_ids(tracklets, ids, scene_cameras)} if extras else {}
+    ids = replay(record, config, info)
+    tracklets = [t for batch, _ in record for t in batch]
+    observations = observations_of(record, config)
+    result = {"negctl_shared": shared_ids(tracklets, ids, scene_cameras)} if args.extra else {}
     result["overlaps"] = [f"{f.first}-{f.second} {f.inliers}/{f.seeds}" for f in info.get("overlaps", [])]
-    extra_names = {name for name, _, _ in extras}
-    keep = [i for i, t in enumerate(tracklets) if t.camera_id not in extra_names]
+    keep = [i for i, t in enumerate(tracklets) if t.camera_id in scene_cameras]
     tracklets, observations = [tracklets[i] for i in keep], [observations[i] for i in keep]
     labels = gt_labels(tracklets, scene)
     oracle = oracle_ids(tracklets, labels)
     result |= {"tracklets": len(tracklets), **evaluate(tracklets, ids, scene_cameras, scene, cache / "mtmc.txt"),
                "oracle_mtmc_idf1": evaluate(tracklets, oracle, scene_cameras, scene, cache / "oracle.txt")["mtmc_idf1"],
-               "gt_metric_mtmc_idf1": gt_metric_score(tracklets, observations, labels, config, scene_cameras, scene,
-                                                      cache / "gt_metric.txt"),
+               "gt_metric_mtmc_idf1": gt_metric_score(record, tracklets, observations, labels, config, scene_cameras,
+                                                      scene, cache / "gt_metric.txt"),
                "separation": separation(observations, labels, config.association.center),
                "metric_separation": metric_separation(observations, labels, config)}
     print(json.dumps(result))

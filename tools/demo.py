@@ -13,9 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from configs import REPO_ROOT, ConfigError  # noqa: E402
+from configs import REPO_ROOT, ConfigError
 
 MISSING_DATA = """error: demo input missing: {what}
 The demo needs (read in place, never copied into the repo):

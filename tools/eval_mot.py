@@ -8,11 +8,8 @@ Every sequence under --gt with gt/gt.txt needs --pred/<seq>.txt unless --seqs na
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tools.evaluation import MOT_METRICS, cli_parser, evaluate_mot, format_table, run_cli  # noqa: E402
+from tools.evaluation import MOT_METRICS, cli_parser, evaluate_mot, format_table, run_cli
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,11 +10,8 @@ one timeline; per-camera IDF1 and HOTA are listed below it.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tools.evaluation import MTMC_METRICS, cli_parser, evaluate_mtmc, format_table, run_cli  # noqa: E402
+from tools.evaluation import MTMC_METRICS, cli_parser, evaluate_mtmc, format_table, run_cli
 
 FORMATS = "AI City file or folder of <camera>.txt"
 

@@ -21,18 +21,16 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from configs import ConfigError, read_yaml  # noqa: E402
-from reid.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
-from reid.backbones import WeightsUnavailableError  # noqa: E402
-from reid.datasets import DatasetError, load_dataset  # noqa: E402
-from reid.evaluation import TEST_MODES, evaluate_model  # noqa: E402
-from reid.metrics import RANKS  # noqa: E402
-from reid.model import TEMPORAL_POOLS, ReIDConfig, STAModel, build_model, load_config  # noqa: E402
-from reid.training import load_run_config  # noqa: E402
+from configs import ConfigError, read_yaml
+from reid.checkpoint import CheckpointError, load_checkpoint
+from reid.backbones import WeightsUnavailableError
+from reid.datasets import DatasetError, load_dataset
+from reid.evaluation import TEST_MODES, evaluate_model
+from reid.metrics import RANKS
+from reid.model import TEMPORAL_POOLS, ReIDConfig, STAModel, build_model, load_config
+from reid.training import load_run_config
 
 
 @dataclasses.dataclass

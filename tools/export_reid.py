@@ -14,13 +14,11 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from configs import ConfigError  # noqa: E402
-from reid.backbones import WeightsUnavailableError  # noqa: E402
-from reid.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
-from reid.export import export_onnx, onnx_vs_torch_cosine  # noqa: E402
-from reid.model import build_model, load_config  # noqa: E402
+from configs import ConfigError
+from reid.backbones import WeightsUnavailableError
+from reid.checkpoint import CheckpointError, load_checkpoint
+from reid.export import export_onnx, onnx_vs_torch_cosine
+from reid.model import build_model, load_config
 
 MIN_COSINE = 0.999
 

@@ -22,14 +22,12 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cv2
+import numpy as np
+from tqdm import tqdm
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from configs import ConfigError, build_dataclass, data_root, read_yaml  # noqa: E402
-from pipeline.motio import MOTFormatError, read_mot_rows  # noqa: E402
+from configs import ConfigError, build_dataclass, data_root, read_yaml
+from pipeline.motio import MOTFormatError, read_mot_rows
 
 
 @dataclass

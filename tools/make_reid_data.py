@@ -17,14 +17,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cv2
+import numpy as np
+from tqdm import tqdm
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from pipeline.motio import MOTFormatError, read_mot_rows  # noqa: E402
-from reid.datasets import format_mars_name, write_mars_info, write_mars_query  # noqa: E402
+from pipeline.motio import MOTFormatError, read_mot_rows
+from reid.datasets import format_mars_name, write_mars_info, write_mars_query
 
 MAX_TRACKLET_FRAMES = 999  # the F field of a MARS name has three digits
 

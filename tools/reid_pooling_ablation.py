@@ -13,22 +13,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
+from tqdm import tqdm
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from reid.attention import sta_attention, sta_fusion  # noqa: E402
-from reid.checkpoint import load_checkpoint  # noqa: E402
-from reid.datasets import load_dataset  # noqa: E402
-from reid.evaluation import TEST_MODES, evaluate_features, unique_tracklets  # noqa: E402
-from reid.model import build_model  # noqa: E402
-from reid.preprocess import clip_indices  # noqa: E402
-from reid.transforms import read_frames, to_clip  # noqa: E402
-from tools.eval_reid import model_config  # noqa: E402
+from reid.attention import sta_attention, sta_fusion
+from reid.checkpoint import load_checkpoint
+from reid.datasets import load_dataset
+from reid.evaluation import TEST_MODES, evaluate_features, unique_tracklets
+from reid.model import build_model
+from reid.preprocess import clip_indices
+from reid.transforms import read_frames, to_clip
+from tools.eval_reid import model_config
 
 
 def pool(maps: torch.Tensor, how: str, k: int) -> torch.Tensor:

@@ -17,13 +17,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from configs import ConfigError  # noqa: E402
-from pipeline.motio import (MOTFormatError, detections_by_frame, find_sequences, read_mot_rows,  # noqa: E402
+from configs import ConfigError
+from pipeline.motio import (MOTFormatError, detections_by_frame, find_sequences, read_mot_rows,
                             read_seqinfo, write_mot_results)
-from trackers import DEFAULT_TRACKER, available_trackers, create_tracker  # noqa: E402
-from trackers.interpolation import interpolate_gaps  # noqa: E402
+from trackers import DEFAULT_TRACKER, available_trackers, create_tracker
+from trackers.interpolation import interpolate_gaps
 
 
 def load_sequence(seq_dir: Path) -> tuple[float, list[np.ndarray]]:

@@ -14,15 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
-from configs import ConfigError, parse_overrides  # noqa: E402
-from reid.backbones import WeightsUnavailableError  # noqa: E402
-from reid.datasets import DatasetError  # noqa: E402
-from reid.training import load_run_config, train  # noqa: E402
+from configs import ConfigError, parse_overrides
+from reid.backbones import WeightsUnavailableError
+from reid.datasets import DatasetError
+from reid.training import load_run_config, train
 
 
 def main(argv: list[str] | None = None) -> int:

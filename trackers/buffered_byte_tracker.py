@@ -24,6 +24,7 @@ from .byte_tracker import ByteTrackConfig, ByteTracker
 
 @dataclass
 class BufferedByteConfig(ByteTrackConfig):
+    track_buffer: int = 60  # twice ByteTrack's: the growing search region re-finds tracks lost that long
     lost_margin_growth: float = 0.015  # box expansion per missed frame at 30 fps, as a fraction of w/h per side
     lost_margin_max: float = 0.5  # cap on that expansion
 

@@ -1,48 +1,18 @@
-"""Frame sources: video files, image folders and webcams behind one small protocol.
-
-A source is an iterable of ``Frame`` records. Anything that yields them can be a camera: a threaded
-RTSP reader only has to implement ``Source`` (camera_id, fps, live, ``__iter__``, ``close``). Errors
-that make a source unusable raise ``SourceError`` naming the source; recoverable problems (one broken
-image in a folder) are collected in ``warnings`` and the source goes on.
-"""
+"""Frame sources that a process reads at its own pace: video files, image folders and webcams."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Protocol, runtime_checkable
+from typing import Iterator
 
 import cv2
-import numpy as np
 
 from pipeline.motio import read_seqinfo
+from pipeline.sources.base import Frame, SourceError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-class SourceError(RuntimeError):
-    """A source that cannot be opened or read; the message names the source."""
-
-
-@dataclass
-class Frame:
-    camera_id: str
-    index: int  # 0-based frame index within its source
-    timestamp: float  # seconds since the source's first frame (shared clock for synchronised files)
-    image: np.ndarray  # BGR uint8, H x W x 3
-
-
-@runtime_checkable
-class Source(Protocol):
-    camera_id: str
-    fps: float
-    live: bool  # True when the frames cannot be read again (webcam, RTSP)
-    warnings: list[str]
-
-    def __iter__(self) -> Iterator[Frame]: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass
@@ -145,39 +115,3 @@ class WebcamSource:
 
     def close(self) -> None:
         self._capture.release()
-
-
-def default_camera_id(spec: str) -> str:
-    """``videos/cam1.mp4`` -> ``cam1``; ``0`` -> ``webcam0``; ``seq/img1`` -> ``seq``; a URL: its last path part."""
-    from pipeline.streams import default_stream_camera_id, is_stream_url  # streams.py imports this module
-
-    if is_stream_url(spec):
-        return default_stream_camera_id(spec)
-    if spec.isdigit():
-        return f"webcam{spec}"
-    path = Path(spec)
-    if path.is_dir() and path.name == "img1":
-        return path.parent.name
-    return path.stem or spec
-
-
-def shown_spec(spec: str) -> str:
-    """A source spec as it may appear in logs, events and summaries: stream URLs without credentials."""
-    from pipeline.streams import is_stream_url, redact_url
-
-    return redact_url(spec) if is_stream_url(spec) else spec
-
-
-def open_source(spec: str, camera_id: str | None = None, max_frames: int = 0, image_fps: float = 25.0) -> Source:
-    """Open a source from a CLI spec: a stream URL, a webcam index, an image folder, or a video file."""
-    from pipeline.streams import StreamSource, is_stream_url
-
-    camera_id = camera_id or default_camera_id(spec)
-    if is_stream_url(spec):
-        return StreamSource(spec, camera_id)
-    if spec.isdigit():
-        return WebcamSource(int(spec), camera_id, max_frames=max_frames)
-    path = Path(spec)
-    if path.is_dir():
-        return ImageFolderSource(path, camera_id, fps=image_fps, max_frames=max_frames)
-    return VideoFileSource(path, camera_id, max_frames=max_frames)

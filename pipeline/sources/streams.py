@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import re
 import threading
 import time
@@ -31,7 +30,8 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import cv2
 
-from pipeline.sources import Frame, SourceError
+from pipeline.config import StreamOptions
+from pipeline.sources.base import Frame, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -51,34 +51,6 @@ class StreamState(str, Enum):
     RECONNECTING = "reconnecting"
     GONE = "gone"
     CLOSED = "closed"
-
-
-@dataclass
-class StreamOptions:
-    queue_size: int = 2  # newest frames kept for the consumer; older ones are dropped and counted
-    open_timeout_s: float = 5.0  # connecting to a camera that never answers gives up after this
-    read_timeout_s: float = 5.0  # a stream that stalls this long counts as lost
-    backoff_initial_s: float = 0.5  # first wait before reconnecting
-    backoff_factor: float = 2.0
-    backoff_max_s: float = 10.0  # cap: a camera that is down is still tried this often
-    backoff_jitter: float = 0.1  # +-fraction, so many cameras do not reconnect in lockstep
-    gone_after_s: float = 30.0  # down this long -> state GONE (still retried)
-    give_up_after_s: float = 0.0  # down this long -> stop for good and end iteration; 0 = never
-    close_wait_s: float = 1.0  # close() waits this long for the reader, then leaves it to time out
-
-    def __post_init__(self) -> None:
-        if self.queue_size < 1:
-            raise ValueError(f"queue_size must be >= 1, got {self.queue_size}")
-        for name in ("open_timeout_s", "read_timeout_s", "backoff_initial_s", "backoff_max_s"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.backoff_factor < 1:
-            raise ValueError(f"backoff_factor must be >= 1, got {self.backoff_factor}")
-
-    def backoff_delay(self, failures: int) -> float:
-        """Seconds to wait after ``failures`` consecutive failed attempts (>= 1)."""
-        base = min(self.backoff_max_s, self.backoff_initial_s * self.backoff_factor ** max(failures - 1, 0))
-        return base * (1.0 + random.uniform(-self.backoff_jitter, self.backoff_jitter))
 
 
 @dataclass

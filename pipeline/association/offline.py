@@ -1,0 +1,231 @@
+"""Offline association: a final agglomerative pass (average linkage) over all local tracks of a run.
+
+Constraints as online (pipeline/association/constraints.py), enforced on whole clusters; distances come from
+the scene-adaptive metric (pipeline/association/scene_metric.py) when the run gives enough constraints to
+learn it, else from the cosine of the tracklet embeddings; with ``overlap`` on, cameras found to share a
+view add foot-point geometry (pipeline/association/overlap.py). Its clusters are renumbered to keep the
+online ids where they agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+
+from pipeline.association.constraints import add_span, overlaps, transition_allowed
+from pipeline.association.online import EmbeddingCentre
+from pipeline.association.overlap import overlap_errors
+from pipeline.association.records import Observation, has_crop_features
+from pipeline.association.scene_metric import CropGroup, SceneMetric
+from pipeline.config import AssociationConfig, TransitionWindow
+
+
+@dataclass
+class _Cluster:
+    members: list[int]  # indices of local tracks
+    spans: dict[str, list[tuple[float, float]]]
+
+
+def refine_identities(observations: Sequence[Observation], online: dict[int, int], config: AssociationConfig,
+                      info: dict | None = None, metric: SceneMetric | None = None) -> dict[int, int]:
+    """Offline pass: cluster local tracks (average linkage, constrained) and return uid -> global id.
+
+    ``online`` (uid -> online global id) decides the numbering: each cluster takes the online id most of
+    its tracklets had, so ids change only where the global pass disagrees with the online one.
+    ``info``, when given, gets "metric": which distance the pass used, "overlaps": the camera pairs found to
+    overlap (see ``apply_overlap_evidence``), and "unlinked_cameras": the camera pairs the pass held to
+    confident merges for want of evidence (see ``separate_unlinked_cameras``).
+    ``metric``, when given, is used instead of one learned from this run (e.g. one fitted on another run).
+    """
+    members = _group_by_track(observations)
+    clusters = [_Cluster([i], _track_spans(positions, observations)) for i, positions in enumerate(members)]
+    metric = metric if metric is not None else _fit_metric(observations, config)
+    if metric is not None:
+        distance, threshold = _metric_distances(metric, members, observations, config), config.metric_threshold
+    else:
+        distance = _track_distances(members, observations, config)
+        threshold = config.refine_threshold if config.refine_threshold >= 0 else config.threshold
+    cameras = [observations[positions[0]].camera_id for positions in members]
+    overlapping = apply_overlap_evidence(distance, members, observations, cameras, threshold, config)
+    unlinked = separate_unlinked_cameras(distance, cameras, threshold, config)
+    if info is not None:
+        info["overlaps"] = overlapping
+        info["metric"] = (f"scene metric from {metric.pairs} 'different' pairs" if metric is not None
+                          else "cosine on tracklet embeddings")
+        info["unlinked_cameras"] = unlinked
+    _agglomerate(clusters, distance, threshold, config.transitions)
+    return _renumber(clusters, members, observations, online)
+
+
+def apply_overlap_evidence(distance: np.ndarray | None, members: list[list[int]], observations: Sequence[Observation],
+                           cameras: Sequence[str], threshold: float, config: AssociationConfig) -> list:
+    """Where two cameras' views overlap (pipeline/association/overlap.py), simultaneous tracks at one place become much
+    closer and tracks at different places a cannot-link. Returns the overlapping pairs; edits ``distance``."""
+    if distance is None or not config.overlap:
+        return []
+    feet = [_track_feet(positions, observations) for positions in members]
+    errors, fits = overlap_errors(feet, cameras, distance, threshold, config)
+    distance[errors <= config.overlap_same_error] *= config.overlap_same_scale
+    distance[errors >= config.overlap_different_error] = np.inf
+    return fits
+
+
+def _track_feet(positions: list[int], observations: Sequence[Observation]) -> np.ndarray | None:
+    parts = [observations[p].feet for p in positions if observations[p].feet is not None]
+    return np.concatenate(parts) if parts else None
+
+
+def separate_unlinked_cameras(distance: np.ndarray | None, cameras: Sequence[str], threshold: float,
+                              config: AssociationConfig) -> list[tuple[str, str]]:
+    """Between two cameras with too little evidence of sharing people, allow only confident merges.
+
+    A confident link is a pair of their local tracks that are each other's nearest neighbour in the other
+    camera at under ``camera_link_ratio * threshold``. With at least ``camera_link_min_pairs`` of them the two
+    cameras evidently see the same people and merge at the usual threshold; with fewer, a merge across them
+    must itself be confident (distances at or above the limit become inf). Cameras that see the same people
+    give many confident links; a camera of another place gives none, yet one look-alike track of it can
+    otherwise be absorbed by a cluster at the merge threshold (average linkage weighs one merge at a time,
+    never the camera pair as a whole). Returns the pairs held to the confident limit; edits ``distance``."""
+    if distance is None or config.camera_link_min_pairs <= 0:
+        return []
+    cameras = np.asarray(cameras)
+    names = sorted(set(cameras.tolist()))
+    limit = config.camera_link_ratio * threshold
+    unlinked = []
+    for a, first in enumerate(names):
+        for second in names[a + 1:]:
+            rows, cols = np.flatnonzero(cameras == first), np.flatnonzero(cameras == second)
+            block = distance[np.ix_(rows, cols)]
+            if _confident_links(block, limit) < config.camera_link_min_pairs:
+                block[block >= limit] = np.inf
+                distance[np.ix_(rows, cols)] = block
+                distance[np.ix_(cols, rows)] = block.T
+                unlinked.append((first, second))
+    return unlinked
+
+
+def _confident_links(block: np.ndarray, limit: float) -> int:
+    """Mutual nearest neighbours (row's best column is that column's best row) closer than ``limit``."""
+    if block.size == 0:
+        return 0
+    best_col, best_row = block.argmin(1), block.argmin(0)
+    return sum(1 for row, col in enumerate(best_col) if best_row[col] == row and block[row, col] < limit)
+
+
+def _fit_metric(observations: Sequence[Observation], config: AssociationConfig) -> SceneMetric | None:
+    """The scene metric learned from this run's tracklets; None when off or too few constraints."""
+    if not config.scene_metric:
+        return None
+    return SceneMetric.fit([CropGroup(o.camera_id, o.track_id, o.start_time, o.end_time, o.crop_features)
+                            for o in observations if has_crop_features(o)], config)
+
+
+def _metric_distances(metric: SceneMetric, members: list[list[int]], observations: Sequence[Observation],
+                      config: AssociationConfig) -> np.ndarray | None:
+    """Distances between local tracks (min or mean over tracklet pairs) in the learned metric."""
+    projected = [replace(o, embedding=metric.embed(o.crop_features), crop_features=None) if has_crop_features(o)
+                 else replace(o, embedding=None) for o in observations]
+    return _track_distances(members, projected, replace(config, center=False))
+
+
+def _group_by_track(observations: Sequence[Observation]) -> list[list[int]]:
+    """Positions of the observations of each local track (camera, track id), in first-seen order."""
+    index: dict[tuple[str, int], int] = {}
+    members: list[list[int]] = []
+    for position, observation in enumerate(observations):
+        key = (observation.camera_id, observation.track_id)
+        if key not in index:
+            index[key] = len(members)
+            members.append([])
+        members[index[key]].append(position)
+    return members
+
+
+def _track_distances(members: list[list[int]], observations: Sequence[Observation], config: AssociationConfig
+                     ) -> np.ndarray | None:
+    """Distance between local tracks: min (or mean, per gallery_metric) over their tracklet pairs; inf when
+    either has no embedding."""
+    present = [p for p, o in enumerate(observations) if o.embedding is not None]
+    if not present:
+        return None
+    centre = EmbeddingCentre(config.center)
+    vectors = np.asarray([observations[p].embedding for p in present])
+    centre.observe(vectors)
+    vectors = centre.apply(vectors)
+    pair = 1.0 - vectors @ vectors.T
+    row_of = {p: r for r, p in enumerate(present)}
+    rows = [[row_of[p] for p in positions if p in row_of] for positions in members]
+    reduce = np.min if config.gallery_metric == "min" else np.mean
+    distance = np.full((len(members), len(members)), np.inf)
+    for i, rows_i in enumerate(rows):
+        for j in range(i + 1, len(rows)):
+            if rows_i and rows[j]:
+                distance[i, j] = distance[j, i] = reduce(pair[np.ix_(rows_i, rows[j])])
+    return distance
+
+
+def _track_spans(positions: list[int], observations: Sequence[Observation]) -> dict[str, list[tuple[float, float]]]:
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for p in positions:
+        add_span(spans.setdefault(observations[p].camera_id, []), observations[p].start_time, observations[p].end_time)
+    return spans
+
+
+def _compatible(a: _Cluster, b: _Cluster, windows: Sequence[TransitionWindow]) -> bool:
+    for camera, spans in b.spans.items():
+        for start, end in spans:
+            if overlaps(a.spans.get(camera, []), start, end):
+                return False
+            if not transition_allowed(a.spans, camera, start, end, windows):
+                return False
+    return True
+
+
+def _agglomerate(clusters: list[_Cluster], distance: np.ndarray | None, threshold: float,
+                 windows: Sequence[TransitionWindow]) -> None:
+    """Merge the closest compatible pair until none is under ``threshold`` (average linkage, in place).
+
+    A forbidden pair is set to inf, and inf survives the weighted average, which is right because the
+    constraints only tighten as clusters grow."""
+    if distance is None or len(clusters) < 2:
+        return
+    sizes = np.ones(len(clusters))
+    while True:
+        flat = int(np.argmin(distance))
+        i, j = divmod(flat, len(clusters))
+        if not np.isfinite(distance[i, j]) or distance[i, j] >= threshold:
+            return
+        if not _compatible(clusters[i], clusters[j], windows):
+            distance[i, j] = distance[j, i] = np.inf
+            continue
+        merged = (distance[i] * sizes[i] + distance[j] * sizes[j]) / (sizes[i] + sizes[j])
+        distance[i], distance[:, i] = merged, merged
+        distance[j, :], distance[:, j] = np.inf, np.inf
+        distance[i, i] = np.inf
+        sizes[i] += sizes[j]
+        clusters[i].members += clusters[j].members
+        for camera, spans in clusters[j].spans.items():
+            for start, end in spans:
+                add_span(clusters[i].spans.setdefault(camera, []), start, end)
+        clusters[j].members = []
+
+
+def _renumber(clusters: list[_Cluster], members: list[list[int]], observations: Sequence[Observation],
+              online: dict[int, int]) -> dict[int, int]:
+    result: dict[int, int] = {}
+    used: set[int] = set()
+    next_id = max(online.values(), default=0) + 1
+    for cluster in sorted((c for c in clusters if c.members), key=lambda c: -sum(len(members[m]) for m in c.members)):
+        uids = [observations[p].uid for m in cluster.members for p in members[m]]
+        votes: dict[int, int] = {}
+        for uid in uids:
+            if uid in online:
+                votes[online[uid]] = votes.get(online[uid], 0) + 1
+        choices = [g for g, _ in sorted(votes.items(), key=lambda kv: -kv[1]) if g not in used]
+        global_id = choices[0] if choices else next_id
+        next_id += 0 if choices else 1
+        used.add(global_id)
+        result.update({uid: global_id for uid in uids})
+    return result

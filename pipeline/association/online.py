@@ -1,0 +1,271 @@
+"""Online association: finished tracklets -> global identities, as they come.
+
+A tracklet that continues a local track keeps that track's identity; the others are matched by the
+Hungarian algorithm to identities on the distance to each identity's bounded gallery, under hard
+constraints (pipeline/association/constraints.py). The distance is the cosine in the scene metric
+(pipeline/association/scene_metric.py) learned from the last ``metric_window`` tracklets once they give
+enough constraints (``online_metric``), before that the centred cosine of the tracklet embeddings. A match
+needs a distance under the threshold (per distance), otherwise the tracklet opens a new identity. State
+stays bounded for runs of any length: an identity unseen for ``forget_after_s`` (on the tracklets' clock)
+is dropped from matching, its id never reused, a local track leaves the track -> identity map with its last
+tracklet, and the metric learns from a window.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from pipeline.association.constraints import add_span, overlaps, transition_allowed
+from pipeline.association.records import Assignment, Observation, has_crop_features
+from pipeline.association.scene_metric import CropGroup, SceneMetric
+from pipeline.config import AssociationConfig
+
+INFEASIBLE = 1e6
+METRIC_REFIT_EVERY = 16  # new tracklets between refits of the online scene metric
+
+
+@dataclass
+class Identity:
+    global_id: int
+    gallery: deque = field(default_factory=deque)
+    crop_means: deque = field(default_factory=deque)  # per gallery entry (appended together, same maxlen):
+    # the tracklet's mean per-crop feature for the online scene metric, or None
+    spans: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # camera -> merged time spans
+    # local tracks still running (camera, track id) -> end time so far: the identity is busy there from then on
+    open_tracks: dict[tuple[str, int], float] = field(default_factory=dict)
+    last_seen: float = float("-inf")  # latest end time of its tracklets
+
+    def add(self, observation: Observation) -> None:
+        self.last_seen = max(self.last_seen, observation.end_time)
+        if observation.embedding is not None:
+            self.gallery.append(observation.embedding)
+            self.crop_means.append(_crop_mean(observation))
+        add_span(self.spans.setdefault(observation.camera_id, []), observation.start_time, observation.end_time)
+        key = (observation.camera_id, observation.track_id)
+        if observation.continues:
+            self.open_tracks[key] = observation.end_time
+        else:
+            self.open_tracks.pop(key, None)
+
+    def busy(self, observation: Observation) -> bool:
+        """Seen in the observation's camera at an overlapping time, or held there by a running track."""
+        if overlaps(self.spans.get(observation.camera_id, []), observation.start_time, observation.end_time):
+            return True
+        return any(camera == observation.camera_id and track != observation.track_id and observation.end_time >= since
+                   for (camera, track), since in self.open_tracks.items())
+
+    def drop_spans_before(self, time: float) -> None:
+        """Forget appearances that ended before ``time`` (they can no longer overlap a new tracklet)."""
+        for camera in list(self.spans):
+            self.spans[camera] = [span for span in self.spans[camera] if span[1] >= time]
+            if not self.spans[camera]:
+                del self.spans[camera]
+
+
+def _fit_or_none(groups: list[CropGroup], config: AssociationConfig) -> SceneMetric | None:
+    """SceneMetric.fit, with a numerically failed fit (e.g. singular scatter without shrinkage) as no fit."""
+    try:
+        return SceneMetric.fit(groups, config)
+    except np.linalg.LinAlgError:
+        return None
+
+
+def _crop_mean(observation: Observation) -> np.ndarray | None:
+    return np.asarray(observation.crop_features, np.float32).mean(0) if has_crop_features(observation) else None
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.clip(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12, None)
+
+
+class EmbeddingCentre:
+    """Running mean of all embeddings: generic (ImageNet) features share a large common component that
+    makes every pair of people look alike under the cosine; subtracting the mean spreads them apart."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.total: np.ndarray | None = None
+        self.count = 0
+
+    def observe(self, embeddings: np.ndarray) -> None:
+        if len(embeddings):
+            self.total = embeddings.sum(0) if self.total is None else self.total + embeddings.sum(0)
+            self.count += len(embeddings)
+
+    def apply(self, embeddings: np.ndarray) -> np.ndarray:
+        if not self.enabled or self.count < 2:
+            return embeddings
+        return normalise(embeddings - self.total / self.count)
+
+
+class OnlineAssociator:
+    """``background_refit``: refit the online scene metric on a worker thread and take it up when ready (live
+    mode: the main loop must not stall); otherwise refit in place, which keeps runs reproducible."""
+
+    def __init__(self, config: AssociationConfig, background_refit: bool = False):
+        self.config = config
+        self.identities: dict[int, Identity] = {}
+        self.by_track: dict[tuple[str, int], int] = {}  # (camera, local track id) -> global id
+        self.centre = EmbeddingCentre(config.center)
+        self.metric: SceneMetric | None = None  # online scene metric, once learnable (config.online_metric)
+        self._metric_groups: deque[CropGroup] = deque(maxlen=config.metric_window)
+        self._unfitted = 0  # tracklets added to _metric_groups since the last fit
+        self._refit_worker = ThreadPoolExecutor(1, "metric-refit") if background_refit else None
+        self._refit: Future | None = None
+        self._next_id = 1
+        self.now = float("-inf")  # latest tracklet end time seen: the clock for forgetting
+
+    @property
+    def identities_issued(self) -> int:
+        return self._next_id - 1
+
+    def state_size(self) -> dict[str, int]:
+        """What the associator holds, for checking that it stays bounded over long runs."""
+        return {"identities": len(self.identities), "tracks": len(self.by_track),
+                "spans": sum(len(spans) for i in self.identities.values() for spans in i.spans.values()),
+                "open_tracks": sum(len(i.open_tracks) for i in self.identities.values()),
+                "metric_tracklets": len(self._metric_groups)}
+
+    def assign(self, observations: Sequence[Observation]) -> list[Assignment]:
+        """Assign a batch of finished tracklets; identities are updated before the next batch."""
+        self.centre.observe(np.asarray([o.embedding for o in observations if o.embedding is not None]))
+        self._update_metric(observations)
+        assignments, pending = [], []
+        for observation in sorted(observations, key=lambda o: o.start_time):
+            known = self.by_track.get((observation.camera_id, observation.track_id))
+            if known is not None and not self.identities[known].busy(observation):
+                assignments.append(self._continue(observation, self.identities[known]))
+            else:  # new track, or a continuation that would put its identity twice in one frame
+                pending.append(observation)
+        while pending:
+            matched = self._match(pending)
+            assignments.extend(matched)
+            done = {a.uid for a in matched}
+            pending = [o for o in pending if o.uid not in done]
+            if pending:  # open one identity, then let the rest of the batch match against it too
+                assignments.append(self._open(pending.pop(0)))
+        self._forget(max((o.end_time for o in observations), default=self.now))
+        return assignments
+
+    def _forget(self, now: float) -> None:
+        """Drop identities not seen for forget_after_s, with their tracks; trim old spans of the others."""
+        self.now = max(self.now, now)
+        if self.config.forget_after_s <= 0:
+            return
+        horizon = self.now - self.config.forget_after_s
+        stale = {gid for gid, identity in self.identities.items() if identity.last_seen < horizon}
+        for gid in stale:
+            del self.identities[gid]
+        if stale:
+            self.by_track = {key: gid for key, gid in self.by_track.items() if gid not in stale}
+        for identity in self.identities.values():
+            identity.drop_spans_before(horizon)
+
+    def _update_metric(self, observations: Sequence[Observation]) -> None:
+        """Refit the online scene metric on the last metric_window tracklets: at once while there is none yet,
+        then every METRIC_REFIT_EVERY new tracklets. A failed refit (too few constraints) keeps the old one."""
+        if not (self.config.online_metric and self.config.scene_metric):
+            return
+        if self._refit is not None and self._refit.done():
+            self.metric, self._refit = self._refit.result() or self.metric, None
+        groups = [CropGroup(o.camera_id, o.track_id, o.start_time, o.end_time, o.crop_features)
+                  for o in observations if has_crop_features(o)]
+        self._metric_groups.extend(groups)
+        self._unfitted += len(groups)
+        due = self.metric is None or self._unfitted >= METRIC_REFIT_EVERY
+        if not self._unfitted or not due or self._refit is not None:
+            return
+        self._unfitted = 0
+        if self._refit_worker is None:
+            self.metric = _fit_or_none(list(self._metric_groups), self.config) or self.metric
+        else:
+            self._refit = self._refit_worker.submit(_fit_or_none, list(self._metric_groups), self.config)
+
+    def distance_matrix(self, observations: Sequence[Observation], identities: Sequence[Identity]
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """Distance of each observation to each identity's gallery (min or mean per gallery_metric) and whether
+        it is in the scene metric: there when both have per-crop features and the online metric exists, else
+        the centred cosine of the embeddings. INFEASIBLE where forbidden."""
+        costs = np.full((len(observations), len(identities)), INFEASIBLE)
+        in_metric = np.zeros(costs.shape, dtype=bool)
+        if not identities or not observations:
+            return costs, in_metric
+        reduce = np.min if self.config.gallery_metric == "min" else np.mean
+        queries = self.centre.apply(np.asarray([o.embedding for o in observations]))
+        metric_queries = self._metric_queries(observations)
+        for column, identity in enumerate(identities):
+            if not identity.gallery:
+                continue
+            distance = reduce(1.0 - queries @ self.centre.apply(np.asarray(identity.gallery)).T, axis=1)
+            means = [m for m in identity.crop_means if m is not None]
+            if metric_queries is not None and means:
+                in_metric[:, column] = ~np.isnan(metric_queries[:, 0])
+                metric_distance = reduce(1.0 - metric_queries @ self.metric.embed_each(np.asarray(means)).T, axis=1)
+                distance = np.where(in_metric[:, column], metric_distance, distance)
+            for row, observation in enumerate(observations):
+                if self._feasible(identity, observation):
+                    costs[row, column] = distance[row]
+        return costs, in_metric
+
+    def _metric_queries(self, observations: Sequence[Observation]) -> np.ndarray | None:
+        """Unit vectors of the observations in the online scene metric (nan rows: no per-crop features)."""
+        if self.metric is None:
+            return None
+        queries = np.full((len(observations), self.metric.projection.shape[1]), np.nan)
+        rows = [r for r, o in enumerate(observations) if has_crop_features(o)]
+        if rows:
+            queries[rows] = self.metric.embed_each(np.asarray([_crop_mean(observations[r]) for r in rows]))
+        return queries
+
+    def _feasible(self, identity: Identity, observation: Observation) -> bool:
+        if identity.busy(observation):
+            return False
+        return transition_allowed(identity.spans, observation.camera_id, observation.start_time, observation.end_time,
+                                  self.config.transitions)
+
+    def _match(self, pending: list[Observation]) -> list[Assignment]:
+        """Hungarian assignment on distances relative to their threshold (scene metric or cosine), so that the
+        two scales compare; a pair matches under 1."""
+        candidates = [o for o in pending if o.embedding is not None]
+        identities = list(self.identities.values())
+        distance, in_metric = self.distance_matrix(candidates, identities)
+        if distance.size == 0:
+            return []
+        threshold = np.where(in_metric, self.config.metric_threshold, self.config.threshold)
+        relative = np.where(distance < INFEASIBLE, distance / threshold, INFEASIBLE)
+        rows, cols = linear_sum_assignment(relative)
+        matched = []
+        for row, col in zip(rows, cols):
+            if relative[row, col] < 1.0:
+                space = "scene metric" if in_metric[row, col] else "cosine"
+                matched.append(self._join(candidates[row], identities[col], float(distance[row, col]), space))
+        return matched
+
+    def _join(self, observation: Observation, identity: Identity, distance: float, space: str) -> Assignment:
+        self._record(observation, identity)
+        return Assignment(observation.uid, identity.global_id, distance, "matched", space)
+
+    def _continue(self, observation: Observation, identity: Identity) -> Assignment:
+        self._record(observation, identity)
+        return Assignment(observation.uid, identity.global_id, float("nan"), "continued")
+
+    def _open(self, observation: Observation) -> Assignment:
+        size = self.config.gallery_size
+        identity = self.identities[self._next_id] = Identity(self._next_id, deque(maxlen=size), deque(maxlen=size))
+        self._next_id += 1
+        self._record(observation, identity)
+        return Assignment(observation.uid, identity.global_id, float("nan"), "new")
+
+    def _record(self, observation: Observation, identity: Identity) -> None:
+        identity.add(observation)
+        key = (observation.camera_id, observation.track_id)
+        if observation.continues:
+            self.by_track[key] = identity.global_id
+        else:  # the track's last tracklet: nothing will continue it
+            self.by_track.pop(key, None)
