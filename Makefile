@@ -7,7 +7,7 @@ MTMC_DATA ?= ../shared/data
 export MTMC_DATA
 export YOLO_OFFLINE := 1
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench bench-terrace clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,6 +21,9 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q tests
+
+bench-terrace: venv
+	$(BIN)/mtmc demo --scene terrace --data $(MTMC_DATA) --out runs/terrace
 
 bench: venv
 	$(BIN)/python benchmarks/bench_trackers.py --data $(MTMC_DATA)/mot15

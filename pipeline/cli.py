@@ -32,7 +32,16 @@ SHORTCUTS = {
     "--tracker": ("tracker.name", str, "per-camera tracker name (default: trackers.DEFAULT_TRACKER)"),
     "--out": ("output.out", str, "output folder"),
     "--duration": ("live.duration_s", float, "live mode: stop after SECONDS (default: run until SIGINT/SIGTERM)"),
+    "--store": ("store.path", str, "identity store (SQLite) to resume from and write to; default: "
+                "<out>/identities.sqlite for live runs, none for file runs; 'none': off"),
 }
+
+
+def camera_homography(text: str) -> dict[str, str]:
+    camera, sep, path = text.partition("=")
+    if not sep or not camera or not path:
+        raise argparse.ArgumentTypeError(f"expected CAMERA=FILE, got {text!r}")
+    return {"id": camera, "homography": path}
 
 
 def parse_bool(text: str) -> bool:
@@ -67,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write an annotated video per camera")
     parser.add_argument("--mode", choices=["online", "offline"], default=None,
                         help="offline adds a final global association pass (association.refine)")
+    parser.add_argument("--homography", nargs="+", dest="cameras", type=camera_homography, default=None,
+                        metavar="CAMERA=FILE", help="calibrate cameras: image -> ground-plane 3x3 homography file "
+                        "per camera id (= the config's cameras: section)")
     for flag, (key, kind, text) in SHORTCUTS.items():
         parser.add_argument(flag, dest=key, type=kind, default=None, help=f"{text} (= --{key})")
     for key, hint in config_fields().items():

@@ -16,6 +16,8 @@ from typing import Any, Mapping
 from configs import ConfigError, build_dataclass, read_yaml
 from pipeline.appearance import COLOUR_NORMS
 
+STORE_MODEL_MISMATCH = ("refuse", "new", "reembed")
+
 
 @dataclass
 class DetectorConfig:
@@ -94,6 +96,9 @@ class AssociationConfig:
     # people: at least camera_link_min_pairs of their tracks are mutual nearest neighbours at under
     # camera_link_ratio * threshold; otherwise only such confident merges (a camera of another place would
     # else lend a look-alike track to a cluster); 0 = off
+    # the offline pass cuts a local track between consecutive tracklets further apart than split_ratio x its
+    # threshold (the tracker swapped two people); 0 = never
+    split_ratio: float = 0.0
     camera_link_min_pairs: int = 2
     camera_link_ratio: float = 0.4
     # overlapping views (pipeline/association/overlap.py): per camera pair, a mapping (similarity, affine or homography)
@@ -164,9 +169,34 @@ class LiveConfig(StreamOptions):
 
 
 @dataclass
+class CameraConfig:
+    """One camera's calibration. ``homography`` maps its image points (x, y, 1) to a ground plane shared by the
+    cameras: the path of a text file (3 lines of 3 numbers, as EPFL / PETS / WILDTRACK ship them) or an inline
+    3x3 matrix. With it, boxes get ground positions (mtmc.txt xworld yworld) and association uses them."""
+
+    id: str
+    homography: Any = None
+
+
+@dataclass
+class StoreConfig:
+    """The identity store (pipeline/store.py): identities that survive restarts, and what queries read."""
+
+    # SQLite file; "" = <output.out>/identities.sqlite for live runs, none for file runs; "none" = off
+    path: str = ""
+    retention_days: float = 30.0  # sightings (and identities) last seen longer ago are pruned; 0 = keep all
+    thumbnail_height: int = 128  # pixels; one JPEG crop per sighting
+    thumbnail_quality: int = 85  # JPEG quality 1-100
+    # a store whose embeddings come from another ReID model: refuse | new (move it aside, start a new store)
+    # | reembed (embed the stored thumbnails with this run's model)
+    on_model_mismatch: str = "refuse"
+
+
+@dataclass
 class PipelineConfig:
     device: str = "auto"  # auto | cpu | cuda:N (ReID and Ultralytics)
     camera_ids: list[str] = field(default_factory=list)  # default: source file stems
+    cameras: list[CameraConfig] = field(default_factory=list)  # calibration of some or all cameras (by id)
     max_frames: int = 0  # per source; 0 = all
     image_fps: float = 25.0  # frame rate assumed for image folders without a seqinfo.ini
     progress: bool = True
@@ -177,17 +207,28 @@ class PipelineConfig:
     association: AssociationConfig = field(default_factory=AssociationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
 
 
 def load_pipeline_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
     """Defaults, then the YAML at ``path``, then ``overrides`` with dotted keys (``detector.conf``)."""
     values: dict[str, Any] = read_yaml(path) if path is not None else {}
+    if path is not None:
+        _homographies_relative_to(values, Path(path).parent)
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(values, dotted, value)
     config = build_dataclass(PipelineConfig, values, source=str(path) if path else "config")
     _check(config)
     return config
+
+
+def _homographies_relative_to(values: dict[str, Any], folder: Path) -> None:
+    """Homography files named in a config file are relative to that file's folder (when they are there)."""
+    for camera in values.get("cameras") or []:
+        name = camera.get("homography") if isinstance(camera, dict) else None
+        if isinstance(name, str) and not Path(name).is_absolute() and (folder / name).is_file():
+            camera["homography"] = str(folder / name)
 
 
 def config_fields(cls: type = PipelineConfig, prefix: str = "") -> dict[str, Any]:
@@ -247,10 +288,20 @@ def _check(config: PipelineConfig) -> None:
         (config.image_fps > 0, "image_fps must be > 0"),
         (config.live.duration_s >= 0, "live.duration_s must be >= 0"),
         (config.live.mature_after >= 0, "live.mature_after must be >= 0"),
+        (config.store.retention_days >= 0, "store.retention_days must be >= 0"),
+        (config.store.thumbnail_height >= 8, "store.thumbnail_height must be >= 8"),
+        (1 <= config.store.thumbnail_quality <= 100, "store.thumbnail_quality must be in [1, 100]"),
+        (config.store.on_model_mismatch in STORE_MODEL_MISMATCH,
+         f"store.on_model_mismatch must be one of {STORE_MODEL_MISMATCH}"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    config.cameras = [c if isinstance(c, CameraConfig) else build_dataclass(CameraConfig, c, "cameras")
+                      for c in config.cameras]
+    for camera in config.cameras:
+        if camera.homography is None:
+            raise ConfigError(f"cameras: camera {camera.id!r} has no homography (a file path or a 3x3 matrix)")
     config.association.transitions = [
         t if isinstance(t, TransitionWindow) else build_dataclass(TransitionWindow, t, "association.transitions")
         for t in config.association.transitions

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from pipeline.association import Assignment
 from pipeline.config import PipelineConfig, TrackletConfig
+from pipeline.geometry import CameraCalibration
 from pipeline.runner import MultiCameraPipeline, SourceState
 from pipeline.sources import Source, StreamSource, StreamState, is_stream_url
 from pipeline.tracklets import CONTINUED_REASONS, MATURE, Tracklet, TrackletBuffer
@@ -103,8 +104,8 @@ class MaturingBuffer(TrackletBuffer):
     identity busy for a track that in fact ended exactly at the cut.
     """
 
-    def __init__(self, config: TrackletConfig, mature_after: int):
-        super().__init__(config)
+    def __init__(self, config: TrackletConfig, mature_after: int, calibration: CameraCalibration | None = None):
+        super().__init__(config, calibration)
         self.mature_after = mature_after
         self.continuing: set[tuple[str, int]] = set()  # tracks whose first tracklet was already cut
 
@@ -147,6 +148,7 @@ class LivePipeline(MultiCameraPipeline):
     """MultiCameraPipeline for live sources: polling loop, maturing tracklets, signals, latency."""
 
     background_refit = True  # the polling loop must not stall ~0.3 s while the online scene metric is refitted
+    store_by_default = True  # identities survive restarts: <out>/identities.sqlite unless store.path says otherwise
 
     def __init__(self, config: PipelineConfig, **components: Any):
         config = copy.deepcopy(config)
@@ -162,9 +164,11 @@ class LivePipeline(MultiCameraPipeline):
         with StopSignals() as self.stop:
             return super().run(sources)
 
+    def _tracklet_buffer(self, calibration: CameraCalibration) -> TrackletBuffer:
+        return MaturingBuffer(self.config.tracklets, self.config.live.mature_after, calibration)
+
     # ---- loop ----------------------------------------------------------------------------------------
     def _loop(self, states: list[SourceState]) -> None:
-        self.buffer = MaturingBuffer(self.config.tracklets, self.config.live.mature_after)
         self.frame_latency, self.event_latency = LatencyStats(), LatencyStats()
         self.captured_at: dict[int, float] = {}  # tracklet uid -> capture time of the frame that completed it
         self.step_captures: dict[str, float] = {}

@@ -27,8 +27,10 @@ from tqdm import tqdm
 from pipeline.association import Assignment, Embedded, IdentityStage
 from pipeline.config import PipelineConfig, config_to_dict
 from pipeline.detectors import Detector, create_detector
+from pipeline.geometry import CameraCalibration
 from pipeline.render import render_video
 from pipeline.sinks import OutputWriter
+from pipeline.store import colour_stats_of
 from pipeline.sources import Frame, Source, SourceError, default_camera_id, open_source, shown_spec
 from pipeline.tracklets import Tracklet, TrackletBuffer
 
@@ -97,6 +99,7 @@ class MultiCameraPipeline:
     """``identity_stage``: a pipeline.association.IdentityStage (or subclass) to use instead of a new one."""
 
     background_refit = False  # the online scene metric is refitted in place: reproducible runs
+    store_by_default = False  # file runs keep an identity store only when store.path is given
 
     def __init__(self, config: PipelineConfig, detector: Detector | None = None, embedder: Any = None,
                  tracker_factory: Callable[[float], Any] | None = None, identity_stage: IdentityStage | None = None):
@@ -149,7 +152,8 @@ class MultiCameraPipeline:
                 state.tracker = self.tracker_factory(state.source.fps)
         out_dir = Path(self.config.output.out)
         self.writer = OutputWriter(out_dir, camera_ids, spool=self.config.association.refine)
-        self.buffer = TrackletBuffer(self.config.tracklets)
+        calibration = CameraCalibration.from_config(self.config.cameras, camera_ids)
+        self.buffer = self._tracklet_buffer(calibration)
         self.identities = self.identity_stage or IdentityStage(self.config, background_refit=self.background_refit)
         self.timer = StageTimer()
         self.in_flight: deque[tuple[list[Tracklet], Future]] = deque()  # batches sent to the embedding worker
@@ -157,18 +161,25 @@ class MultiCameraPipeline:
         for state in states:
             if state.status == "failed":
                 self.writer.event("source_error", camera=state.camera_id, error=state.error, frame=None)
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as self.embed_worker:
-            self._loop(states)
-            self._queue(self.buffer.flush(), flush=True)
-            self._assign_embedded(keep=0)
-        final_ids, mode = self._finish()
-        wall = time.perf_counter() - started
-        self._render(states, sources)
-        summary = self._summary(states, final_ids, mode, wall)
-        self.writer.write_summary(summary)
-        self.writer.close()
+        self.identities.open_store(self.config, self.embedder, [s.spec for s in states], self.store_by_default)
+        try:
+            started = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as self.embed_worker:
+                self._loop(states)
+                self._queue(self.buffer.flush(), flush=True)
+                self._assign_embedded(keep=0)
+            final_ids, mode = self._finish()
+            wall = time.perf_counter() - started
+            self._render(states, sources)
+            summary = self._summary(states, final_ids, mode, wall)
+            self.writer.write_summary(summary)
+            self.writer.close()
+        finally:
+            self.identities.close_store(colour_stats_of(self.buffer.colour))
         return summary
+
+    def _tracklet_buffer(self, calibration: CameraCalibration) -> TrackletBuffer:
+        return TrackletBuffer(self.config.tracklets, calibration)
 
     def _loop(self, states: list[SourceState]) -> None:
         total = sum(self._expected_frames(s) for s in states if s.status == "ok")
@@ -304,5 +315,6 @@ class MultiCameraPipeline:
             "cameras": {camera: number for camera, number in self.writer.camera_numbers.items()},
             "sources": [s.report() for s in states],
             "failed_sources": failed,
+            "store": self.identities.store_info or None,  # pipeline/store.py, when the run kept one
             "config": config_to_dict(self.config),
         }

@@ -23,15 +23,28 @@ import numpy as np
 from pipeline.motio import read_mot_rows
 
 
+def _world(rows: np.ndarray) -> np.ndarray:
+    """Columns 7-8 (ground x, y; -1 unknown) of MOT rows, -1 where the rows have none."""
+    return rows[:, 7:9] if rows.shape[1] >= 9 else np.full((len(rows), 2), -1.0)
+
+
+def _number(value: float) -> str:
+    return "-1" if value == -1 else f"{value:.2f}"
+
+
 def mot_lines(rows: np.ndarray) -> str:
+    """MOTChallenge lines ``frame,id,x,y,w,h,score,x_world,y_world,-1`` (world -1 when unknown)."""
     return "".join(
-        f"{int(r[0])},{int(r[1])},{r[2]:.2f},{r[3]:.2f},{r[4]:.2f},{r[5]:.2f},{r[6]:.3f},-1,-1,-1\n" for r in rows
+        f"{int(r[0])},{int(r[1])},{r[2]:.2f},{r[3]:.2f},{r[4]:.2f},{r[5]:.2f},{r[6]:.3f},"
+        f"{_number(w[0])},{_number(w[1])},-1\n" for r, w in zip(rows, _world(rows))
     )
 
 
 def mtmc_lines(camera_number: int, rows: np.ndarray) -> str:
+    """AI City lines ``camera_id id frame x y w h xworld yworld`` (world -1 when unknown)."""
     return "".join(
-        f"{camera_number} {int(r[1])} {int(r[0])} {r[2]:.2f} {r[3]:.2f} {r[4]:.2f} {r[5]:.2f} -1 -1\n" for r in rows
+        f"{camera_number} {int(r[1])} {int(r[0])} {r[2]:.2f} {r[3]:.2f} {r[4]:.2f} {r[5]:.2f} "
+        f"{_number(w[0])} {_number(w[1])}\n" for r, w in zip(rows, _world(rows))
     )
 
 

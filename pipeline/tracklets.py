@@ -17,6 +17,7 @@ import numpy as np
 
 from pipeline.appearance import CameraColourStats
 from pipeline.config import TrackletConfig
+from pipeline.geometry import CameraCalibration, bottom_visible, foot_points
 
 # Why a tracklet ended. After MAX_LENGTH and MATURE cuts the local track goes on in a new tracklet.
 LOST, MAX_LENGTH, SOURCE_END = "lost", "max_length", "source_end"
@@ -33,7 +34,10 @@ class Tracklet:
     frames: list[int] = field(default_factory=list)
     timestamps: list[float] = field(default_factory=list)
     boxes: list[np.ndarray] = field(default_factory=list)  # x1, y1, x2, y2, score per frame
+    visible: list[bool] = field(default_factory=list)  # per box: its bottom edge is seen (geometry.bottom_visible)
     crops: list[np.ndarray] = field(default_factory=list)  # filled when finalised, in time order
+    feet: np.ndarray | None = None  # (N, 4) time, foot x, foot y, body height (geometry.foot_points), when finalised
+    ground: np.ndarray | None = None  # (N, 2) ground-plane foot positions, when the camera is calibrated
     end_reason: str = ""  # LOST | MAX_LENGTH | SOURCE_END | MATURE
     # crop sampling state: bin index -> (quality, frame, crop)
     _bins: dict[int, tuple[float, int, np.ndarray]] = field(default_factory=dict, repr=False)
@@ -59,14 +63,17 @@ class Tracklet:
         return len(self.frames)
 
     def mot_rows(self, identity: int) -> np.ndarray:
-        """(N, 7) rows ``frame (1-based), id, x, y, w, h, score`` of this tracklet under ``identity``."""
+        """(N, 9) rows ``frame (1-based), id, x, y, w, h, score, ground x, ground y`` of this tracklet under
+        ``identity`` (ground -1, -1 when the camera is not calibrated)."""
         boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 5)
-        rows = np.empty((len(boxes), 7))
+        rows = np.full((len(boxes), 9), -1.0)
         rows[:, 0] = np.asarray(self.frames) + 1
         rows[:, 1] = identity
         rows[:, 2:4] = boxes[:, :2]
         rows[:, 4:6] = boxes[:, 2:4] - boxes[:, :2]
         rows[:, 6] = boxes[:, 4]
+        if self.ground is not None:
+            rows[:, 7:9] = self.ground
         return rows
 
 
@@ -106,8 +113,9 @@ def crop_image(image: np.ndarray, box: np.ndarray) -> np.ndarray:
 class TrackletBuffer:
     """Collects the tracks of all cameras; ``update`` returns the tracklets finalised by that frame."""
 
-    def __init__(self, config: TrackletConfig):
+    def __init__(self, config: TrackletConfig, calibration: CameraCalibration | None = None):
         self.config = config
+        self.calibration = calibration
         self.active: dict[tuple[str, int], Tracklet] = {}
         self.parts: dict[tuple[str, int], int] = {}  # next part number per (camera, track)
         self._uids = itertools.count(1)
@@ -119,8 +127,9 @@ class TrackletBuffer:
         self.colour.observe(camera_id, image)
         if len(tracks):
             quality = crop_quality(tracks[:, [0, 1, 2, 3, 5]], image.shape, self.config.min_crop_height)
-            for track, score in zip(tracks, quality):
-                finished.extend(self._add(camera_id, frame_index, timestamp, image, track, float(score)))
+            visible = bottom_visible(tracks[:, :4], image.shape[0])
+            for track, score, seen in zip(tracks, quality, visible):
+                finished.extend(self._add(camera_id, frame_index, timestamp, image, track, float(score), bool(seen)))
         finished.extend(self._expire(camera_id, frame_index))
         return finished
 
@@ -130,7 +139,7 @@ class TrackletBuffer:
         return [self._finalise(key, SOURCE_END) for key in keys]
 
     def _add(self, camera_id: str, frame_index: int, timestamp: float, image: np.ndarray, track: np.ndarray,
-             quality: float) -> list[Tracklet]:
+             quality: float, bottom_seen: bool) -> list[Tracklet]:
         key = (camera_id, int(track[4]))
         tracklet = self.active.get(key)
         if tracklet is None:
@@ -140,6 +149,7 @@ class TrackletBuffer:
         tracklet.frames.append(frame_index)
         tracklet.timestamps.append(timestamp)
         tracklet.boxes.append(np.asarray([*track[:4], track[5]], dtype=np.float64))
+        tracklet.visible.append(bottom_seen)
         if quality > 0:
             self._offer_crop(tracklet, frame_index, image, track[:4], quality)
         if len(tracklet) >= self.config.max_length:
@@ -177,4 +187,7 @@ class TrackletBuffer:
         tracklet.crops = [self.colour.normalise(tracklet.camera_id, crop)
                           for _, _, crop in sorted(tracklet._bins.values(), key=lambda item: item[1])]
         tracklet._bins = {}
+        tracklet.feet = foot_points(tracklet.timestamps, tracklet.boxes, tracklet.visible)
+        if self.calibration is not None:
+            tracklet.ground = self.calibration.to_ground(tracklet.camera_id, tracklet.feet[:, 1:3])
         return tracklet

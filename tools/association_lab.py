@@ -241,6 +241,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache", default="runs/assoc_lab")
     parser.add_argument("--set", action="append", default=[], help="dotted.key=value config override")
     parser.add_argument("--live", action="store_true", help="record and replay as live mode (online ids only)")
+    parser.add_argument("--calibrated", action="store_true",
+                        help="give the cameras the homographies in the scene's cameras.json (config cameras:)")
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=VIDEO,DETFILE",
                         help="negative-control camera from another scene (no identity may be shared with it)")
     return parser.parse_args(argv)
@@ -279,6 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides.update({"detector.det_files": det_files, "detector.conf": 0.5})
     if args.live:
         overrides["association.refine"] = False
+    if args.calibrated:
+        overrides["cameras"] = [{"id": r["name"], "homography": r["homography"]}
+                                for r in json.loads((scene / "cameras.json").read_text()) if "homography" in r]
     config = load_pipeline_config(args.config, overrides)
     record = recorded(config, sources, cameras, cache, args.live)
     info: dict = {}

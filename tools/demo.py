@@ -61,7 +61,17 @@ def report(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--scene" in argv and argv[argv.index("--scene") + 1:][:1] == ["terrace"]:  # the real two-camera benchmark
+        from tools.bench_terrace import main as bench_terrace
+
+        rest = argv[:argv.index("--scene")] + argv[argv.index("--scene") + 2:]
+        return bench_terrace(rest)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scene", choices=("pets", "terrace"), default="pets",
+                        help="pets: PETS09 pseudo-cameras (default); terrace: EPFL Terrace, two real cameras "
+                             "(tools/bench_terrace.py, its own options)")
     parser.add_argument("--data", default=None, help="data root (default: $MTMC_DATA or ../shared/data)")
     parser.add_argument("--out", default="runs/demo", help="output folder")
     parser.add_argument("--frames", type=int, default=0, help="use only the first N source frames (0 = all 795)")

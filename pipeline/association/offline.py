@@ -20,6 +20,7 @@ from pipeline.association.overlap import overlap_errors
 from pipeline.association.records import Observation, has_crop_features
 from pipeline.association.scene_metric import CropGroup, SceneMetric
 from pipeline.config import AssociationConfig, TransitionWindow
+from pipeline.geometry import CameraCalibration
 
 
 @dataclass
@@ -29,7 +30,8 @@ class _Cluster:
 
 
 def refine_identities(observations: Sequence[Observation], online: dict[int, int], config: AssociationConfig,
-                      info: dict | None = None, metric: SceneMetric | None = None) -> dict[int, int]:
+                      info: dict | None = None, metric: SceneMetric | None = None,
+                      calibration: CameraCalibration | None = None) -> dict[int, int]:
     """Offline pass: cluster local tracks (average linkage, constrained) and return uid -> global id.
 
     ``online`` (uid -> online global id) decides the numbering: each cluster takes the online id most of
@@ -39,16 +41,19 @@ def refine_identities(observations: Sequence[Observation], online: dict[int, int
     confident merges for want of evidence (see ``separate_unlinked_cameras``).
     ``metric``, when given, is used instead of one learned from this run (e.g. one fitted on another run).
     """
-    members = _group_by_track(observations)
-    clusters = [_Cluster([i], _track_spans(positions, observations)) for i, positions in enumerate(members)]
     metric = metric if metric is not None else _fit_metric(observations, config)
     if metric is not None:
-        distance, threshold = _metric_distances(metric, members, observations, config), config.metric_threshold
+        pair, threshold = _metric_pair_distances(metric, observations), config.metric_threshold
     else:
-        distance = _track_distances(members, observations, config)
+        pair = _pair_distances(observations, config.center)
         threshold = config.refine_threshold if config.refine_threshold >= 0 else config.threshold
+    members = _group_by_track(observations)
+    if pair is not None and config.split_ratio > 0:
+        members = split_at_switches(members, pair, config.split_ratio * threshold)
+    clusters = [_Cluster([i], _track_spans(positions, observations)) for i, positions in enumerate(members)]
+    distance = None if pair is None else _group_distances(members, pair, config.gallery_metric)
     cameras = [observations[positions[0]].camera_id for positions in members]
-    overlapping = apply_overlap_evidence(distance, members, observations, cameras, threshold, config)
+    overlapping = apply_overlap_evidence(distance, members, observations, cameras, threshold, config, calibration)
     unlinked = separate_unlinked_cameras(distance, cameras, threshold, config)
     if info is not None:
         info["overlaps"] = overlapping
@@ -60,13 +65,15 @@ def refine_identities(observations: Sequence[Observation], online: dict[int, int
 
 
 def apply_overlap_evidence(distance: np.ndarray | None, members: list[list[int]], observations: Sequence[Observation],
-                           cameras: Sequence[str], threshold: float, config: AssociationConfig) -> list:
-    """Where two cameras' views overlap (pipeline/association/overlap.py), simultaneous tracks at one place become much
-    closer and tracks at different places a cannot-link. Returns the overlapping pairs; edits ``distance``."""
-    if distance is None or not config.overlap:
+                           cameras: Sequence[str], threshold: float, config: AssociationConfig,
+                           calibration: CameraCalibration | None = None) -> list:
+    """Where two cameras' views overlap (calibrated, or learned: pipeline/association/overlap.py), simultaneous
+    tracks at one place become much closer and tracks at different places a cannot-link. Returns the
+    overlapping pairs; edits ``distance``."""
+    if distance is None or not (config.overlap or calibration is not None and calibration.to_plane):
         return []
     feet = [_track_feet(positions, observations) for positions in members]
-    errors, fits = overlap_errors(feet, cameras, distance, threshold, config)
+    errors, fits = overlap_errors(feet, cameras, distance, threshold, config, calibration)
     distance[errors <= config.overlap_same_error] *= config.overlap_same_scale
     distance[errors >= config.overlap_different_error] = np.inf
     return fits
@@ -122,12 +129,11 @@ def _fit_metric(observations: Sequence[Observation], config: AssociationConfig) 
                             for o in observations if has_crop_features(o)], config)
 
 
-def _metric_distances(metric: SceneMetric, members: list[list[int]], observations: Sequence[Observation],
-                      config: AssociationConfig) -> np.ndarray | None:
-    """Distances between local tracks (min or mean over tracklet pairs) in the learned metric."""
+def _metric_pair_distances(metric: SceneMetric, observations: Sequence[Observation]) -> np.ndarray | None:
+    """Cosine distances between tracklets in the learned metric (inf without per-crop features)."""
     projected = [replace(o, embedding=metric.embed(o.crop_features), crop_features=None) if has_crop_features(o)
                  else replace(o, embedding=None) for o in observations]
-    return _track_distances(members, projected, replace(config, center=False))
+    return _pair_distances(projected, centre=False)
 
 
 def _group_by_track(observations: Sequence[Observation]) -> list[list[int]]:
@@ -143,27 +149,55 @@ def _group_by_track(observations: Sequence[Observation]) -> list[list[int]]:
     return members
 
 
-def _track_distances(members: list[list[int]], observations: Sequence[Observation], config: AssociationConfig
-                     ) -> np.ndarray | None:
-    """Distance between local tracks: min (or mean, per gallery_metric) over their tracklet pairs; inf when
-    either has no embedding."""
+def _pair_distances(observations: Sequence[Observation], centre: bool) -> np.ndarray | None:
+    """(O, O) cosine distances between the tracklets' (centred) embeddings; inf where either has none, None when
+    no tracklet has one."""
     present = [p for p, o in enumerate(observations) if o.embedding is not None]
     if not present:
         return None
-    centre = EmbeddingCentre(config.center)
+    centring = EmbeddingCentre(centre)
     vectors = np.asarray([observations[p].embedding for p in present])
-    centre.observe(vectors)
-    vectors = centre.apply(vectors)
-    pair = 1.0 - vectors @ vectors.T
-    row_of = {p: r for r, p in enumerate(present)}
-    rows = [[row_of[p] for p in positions if p in row_of] for positions in members]
-    reduce = np.min if config.gallery_metric == "min" else np.mean
+    centring.observe(vectors)
+    vectors = centring.apply(vectors)
+    pair = np.full((len(observations), len(observations)), np.inf)
+    pair[np.ix_(present, present)] = 1.0 - vectors @ vectors.T
+    return pair
+
+
+def _group_distances(members: list[list[int]], pair: np.ndarray, gallery_metric: str) -> np.ndarray:
+    """Distance between groups of tracklets: min (or mean, per gallery_metric) over their tracklet pairs with
+    embeddings; inf when either group has none."""
+    rows = [[p for p in positions if np.isfinite(pair[p, p])] for positions in members]
+    reduce = np.min if gallery_metric == "min" else np.mean
     distance = np.full((len(members), len(members)), np.inf)
     for i, rows_i in enumerate(rows):
         for j in range(i + 1, len(rows)):
             if rows_i and rows[j]:
                 distance[i, j] = distance[j, i] = reduce(pair[np.ix_(rows_i, rows[j])])
     return distance
+
+
+def _track_distances(members: list[list[int]], observations: Sequence[Observation], config: AssociationConfig
+                     ) -> np.ndarray | None:
+    """Distance between local tracks (see _group_distances) on the cosine of the tracklet embeddings."""
+    pair = _pair_distances(observations, config.center)
+    return None if pair is None else _group_distances(members, pair, config.gallery_metric)
+
+
+def split_at_switches(members: list[list[int]], pair: np.ndarray, limit: float) -> list[list[int]]:
+    """Cut each local track between consecutive tracklets that look like two people (distance over ``limit``):
+    a tracker that swapped identities in a crowd hands one person's track on to another, and the pass would
+    otherwise have to give both one id. Tracklets without an embedding never cause a cut."""
+    pieces = []
+    for positions in members:
+        piece = [positions[0]]
+        for previous, current in zip(positions, positions[1:]):
+            if np.isfinite(pair[previous, current]) and pair[previous, current] > limit:
+                pieces.append(piece)
+                piece = []
+            piece.append(current)
+        pieces.append(piece)
+    return pieces
 
 
 def _track_spans(positions: list[int], observations: Sequence[Observation]) -> dict[str, list[tuple[float, float]]]:

@@ -22,11 +22,14 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from pipeline.association.constraints import add_span, overlaps, transition_allowed
+from pipeline.association.overlap import common_points, reprojection_error
 from pipeline.association.records import Assignment, Observation, has_crop_features
 from pipeline.association.scene_metric import CropGroup, SceneMetric
 from pipeline.config import AssociationConfig
+from pipeline.geometry import CameraCalibration
 
 INFEASIBLE = 1e6
+FEET_KEPT = 300  # foot points kept per identity and camera (12 s at 25 fps): enough to overlap a new tracklet
 METRIC_REFIT_EVERY = 16  # new tracklets between refits of the online scene metric
 
 
@@ -40,9 +43,15 @@ class Identity:
     # local tracks still running (camera, track id) -> end time so far: the identity is busy there from then on
     open_tracks: dict[tuple[str, int], float] = field(default_factory=dict)
     last_seen: float = float("-inf")  # latest end time of its tracklets
+    # camera -> its latest foot points (geometry.foot_points rows), for geometry with simultaneous tracklets
+    recent_feet: dict[str, np.ndarray] = field(default_factory=dict)
 
     def add(self, observation: Observation) -> None:
         self.last_seen = max(self.last_seen, observation.end_time)
+        if observation.feet is not None and len(observation.feet):
+            kept = self.recent_feet.get(observation.camera_id)
+            feet = observation.feet if kept is None else np.concatenate([kept, observation.feet])
+            self.recent_feet[observation.camera_id] = feet[-FEET_KEPT:]
         if observation.embedding is not None:
             self.gallery.append(observation.embedding)
             self.crop_means.append(_crop_mean(observation))
@@ -108,8 +117,10 @@ class OnlineAssociator:
     """``background_refit``: refit the online scene metric on a worker thread and take it up when ready (live
     mode: the main loop must not stall); otherwise refit in place, which keeps runs reproducible."""
 
-    def __init__(self, config: AssociationConfig, background_refit: bool = False):
+    def __init__(self, config: AssociationConfig, background_refit: bool = False,
+                 calibration: CameraCalibration | None = None):
         self.config = config
+        self.calibration = calibration
         self.identities: dict[int, Identity] = {}
         self.by_track: dict[tuple[str, int], int] = {}  # (camera, local track id) -> global id
         self.centre = EmbeddingCentre(config.center)
@@ -124,6 +135,17 @@ class OnlineAssociator:
     @property
     def identities_issued(self) -> int:
         return self._next_id - 1
+
+    def adopt(self, identities: Sequence[Identity], next_id: int, metric_groups: Sequence[CropGroup] = (),
+              centre: tuple[np.ndarray | None, int] = (None, 0)) -> None:
+        """Go on from a stored state (pipeline/store.py): its identities, id sequence (never reused), embedding
+        centre, and the crop groups the online scene metric learns from (refitted on the next batch)."""
+        self.identities.update({identity.global_id: identity for identity in identities})
+        self._next_id = max(self._next_id, next_id)
+        if centre[0] is not None:
+            self.centre.total, self.centre.count = centre
+        self._metric_groups.extend(metric_groups)
+        self._unfitted += len(metric_groups)
 
     def state_size(self) -> dict[str, int]:
         """What the associator holds, for checking that it stays bounded over long runs."""
@@ -209,9 +231,28 @@ class OnlineAssociator:
                 metric_distance = reduce(1.0 - metric_queries @ self.metric.embed_each(np.asarray(means)).T, axis=1)
                 distance = np.where(in_metric[:, column], metric_distance, distance)
             for row, observation in enumerate(observations):
-                if self._feasible(identity, observation):
-                    costs[row, column] = distance[row]
+                scale = self._geometry_scale(identity, observation) if self._feasible(identity, observation) else None
+                if scale is not None:
+                    costs[row, column] = distance[row] * scale
         return costs, in_metric
+
+    def _geometry_scale(self, identity: Identity, observation: Observation) -> float | None:
+        """Calibrated cameras seeing the observation and the identity at the same times: 1 without evidence,
+        overlap_same_scale where their feet meet on the ground, None (forbidden) where they are apart."""
+        if self.calibration is None or observation.feet is None:
+            return 1.0
+        for camera, feet in identity.recent_feet.items():
+            homography = self.calibration.between(observation.camera_id, camera)
+            if camera == observation.camera_id or homography is None:
+                continue
+            mine, theirs = common_points(observation.feet, feet)
+            if len(mine) >= min(self.config.overlap_min_common, len(observation.feet)):
+                error = reprojection_error(homography, mine, theirs)
+                if error >= self.config.overlap_different_error:
+                    return None
+                if error <= self.config.overlap_same_error:
+                    return self.config.overlap_same_scale
+        return 1.0
 
     def _metric_queries(self, observations: Sequence[Observation]) -> np.ndarray | None:
         """Unit vectors of the observations in the online scene metric (nan rows: no per-crop features)."""

@@ -1,4 +1,7 @@
-"""Geometric evidence between cameras whose views overlap, learned from the run itself (no calibration, no labels).
+"""Geometric evidence between cameras whose views overlap: from their calibration, or learned from the run itself.
+
+With both cameras calibrated (pipeline/geometry.py) the mapping between their images is known: the ground-plane
+homographies, one inverted. Otherwise it is learned from the run, with no labels:
 
 Two cameras that see the same floor relate their people's foot points (bottom-centre of the boxes) by one
 homography. For each camera pair, local tracks seen at the same times that are each other's nearest
@@ -10,7 +13,7 @@ tracks gets a reprojection error: the median over common times of |H(foot in A) 
 the box height in B. Small means one person at one place; large means two people. Cameras that do not
 overlap (another place, or the same place at another time) give no consistent fit and no evidence.
 
-    errors, fits = overlap_errors(feet, cameras, distance, config)   # errors: (T, T), nan = no evidence
+    errors, fits = overlap_errors(feet, cameras, distance, threshold, config, calibration)   # nan = no evidence
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import AssociationConfig
+from pipeline.geometry import CameraCalibration, project
 
 POINTS_PER_PAIR = 30  # correspondences a seed pair contributes to the fit, so long tracks do not outvote short ones
 
@@ -31,15 +35,9 @@ class CameraOverlap:
     first: str
     second: str
     homography: np.ndarray  # (3, 3): foot points of ``first`` -> image of ``second``
-    seeds: int  # appearance-confident simultaneous pairs tried
+    seeds: int  # appearance-confident simultaneous pairs tried (0: from the calibration)
     inliers: int  # of them, pairs the homography explains
-
-
-def foot_points(timestamps: Sequence[float], boxes: Sequence[np.ndarray]) -> np.ndarray:
-    """(N, 4) rows ``time, foot x, foot y, box height`` from x1, y1, x2, y2[, ...] boxes."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(len(timestamps), -1)
-    return np.column_stack([np.asarray(timestamps, dtype=np.float64), (boxes[:, 0] + boxes[:, 2]) / 2,
-                            boxes[:, 3], boxes[:, 3] - boxes[:, 1]])
+    source: str = "learned"  # learned | calibration
 
 
 def common_points(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -47,10 +45,6 @@ def common_points(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     _, rows_a, rows_b = np.intersect1d(np.round(a[:, 0] * 1000).astype(np.int64),
                                        np.round(b[:, 0] * 1000).astype(np.int64), return_indices=True)
     return a[rows_a], b[rows_b]
-
-
-def project(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return cv2.perspectiveTransform(points.reshape(-1, 1, 2).astype(np.float64), homography).reshape(-1, 2)
 
 
 def reprojection_error(homography: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
@@ -105,9 +99,11 @@ def _usable(homography: np.ndarray | None) -> bool:
 
 
 def overlap_errors(feet: Sequence[np.ndarray | None], cameras: Sequence[str], distance: np.ndarray,
-                   threshold: float, config: AssociationConfig) -> tuple[np.ndarray, list[CameraOverlap]]:
+                   threshold: float, config: AssociationConfig, calibration: CameraCalibration | None = None
+                   ) -> tuple[np.ndarray, list[CameraOverlap]]:
     """Reprojection error (box heights) of every simultaneous pair of tracks of two overlapping cameras; nan
-    where there is no geometric evidence. ``feet[i]``: foot points of track i (see foot_points) or None."""
+    where there is no geometric evidence. ``feet[i]``: foot points of track i (geometry.foot_points) or None.
+    A calibrated camera pair uses its calibration; the others a learned mapping when ``config.overlap``."""
     errors = np.full((len(feet), len(feet)), np.nan)
     cameras = np.asarray(cameras)
     names = sorted(set(cameras.tolist()))
@@ -116,22 +112,38 @@ def overlap_errors(feet: Sequence[np.ndarray | None], cameras: Sequence[str], di
         for second in names[k + 1:]:
             rows = [int(i) for i in np.flatnonzero(cameras == first) if feet[i] is not None]
             cols = [int(j) for j in np.flatnonzero(cameras == second) if feet[j] is not None]
-            fit = _camera_pair(feet, rows, cols, distance, threshold, config, errors)
-            if fit is not None:
-                fits.append(CameraOverlap(first, second, *fit))
+            known = calibration.between(first, second) if calibration is not None else None
+            if known is not None:
+                _fill_errors(known, _simultaneous(feet, rows, cols, config), errors)
+                fits.append(CameraOverlap(first, second, known, 0, 0, "calibration"))
+            elif config.overlap:
+                fit = _camera_pair(feet, rows, cols, distance, threshold, config, errors)
+                if fit is not None:
+                    fits.append(CameraOverlap(first, second, *fit))
     return errors, fits
 
 
-def _camera_pair(feet, rows: list[int], cols: list[int], distance: np.ndarray, threshold: float,
-                 config: AssociationConfig, errors: np.ndarray) -> tuple[np.ndarray, int, int] | None:
-    """Fit one camera pair; on success fill ``errors`` for its simultaneous tracks and return
-    (homography, seeds, inliers)."""
+def _simultaneous(feet, rows: list[int], cols: list[int], config: AssociationConfig) -> dict:
+    """(i, j) -> their foot points at common times, for the track pairs seen together long enough."""
     common = {}
     for i in rows:
         for j in cols:
             a, b = common_points(feet[i], feet[j])
             if len(a) >= config.overlap_min_common:
                 common[i, j] = (a, b)
+    return common
+
+
+def _fill_errors(homography: np.ndarray, common: dict, errors: np.ndarray) -> None:
+    for (i, j), (a, b) in common.items():
+        errors[i, j] = errors[j, i] = reprojection_error(homography, a, b)
+
+
+def _camera_pair(feet, rows: list[int], cols: list[int], distance: np.ndarray, threshold: float,
+                 config: AssociationConfig, errors: np.ndarray) -> tuple[np.ndarray, int, int] | None:
+    """Fit one camera pair; on success fill ``errors`` for its simultaneous tracks and return
+    (homography, seeds, inliers)."""
+    common = _simultaneous(feet, rows, cols, config)
     seeds = _mutual_nearest(common, distance, threshold)
     if len(seeds) < config.overlap_min_pairs:
         return None
@@ -139,8 +151,7 @@ def _camera_pair(feet, rows: list[int], cols: list[int], distance: np.ndarray, t
     if fitted is None:
         return None
     homography, inliers = fitted
-    for (i, j), (a, b) in common.items():
-        errors[i, j] = errors[j, i] = reprojection_error(homography, a, b)
+    _fill_errors(homography, common, errors)
     return homography, len(seeds), inliers
 
 

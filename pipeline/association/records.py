@@ -19,7 +19,7 @@ class Observation:
     embedding: np.ndarray | None  # L2-normalised; None when the tracklet had no usable crop
     continues: bool = False  # the local track goes on in a later tracklet (cut at max_length)
     crop_features: np.ndarray | None = None  # (C, D) per-crop features for the scene metric, if computed
-    feet: np.ndarray | None = None  # (N, 4) time, foot x, foot y, box height (overlap.foot_points), if kept
+    feet: np.ndarray | None = None  # (N, 4) time, foot x, foot y, body height (geometry.foot_points)
 
 
 @dataclass

@@ -5,6 +5,12 @@
     embedded = stage.embed(embedder, batch)           # any thread: vectors and per-crop features
     assignments = stage.assign(batch, embedded)       # in batch order: online global ids
     final_ids, mode = stage.finish()                  # offline pass (files) or None (online / live)
+    stage.open_store(config, embedder, sources, live) # optional: resume from and write to pipeline/store.py
+    stage.close_store(colour_stats)
+
+With a store, ``assign`` commits the batch (sightings and the identities they touched) before it returns, so
+the events the caller writes next are always in the store; ``finish`` writes the offline pass's ids to it.
+Observation times are on the store clock: the tracklet's time + ``clock_offset`` (0 without a store).
 
 The runner, live mode and tools/association_lab.py all go through this object, so the figures that chose
 the association defaults come from the code the pipeline runs.
@@ -12,17 +18,19 @@ the association defaults come from the code the pipeline runs.
 
 from __future__ import annotations
 
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
 from pipeline.association.offline import refine_identities
-from pipeline.association.online import OnlineAssociator
-from pipeline.association.overlap import foot_points
-from pipeline.association.records import Assignment, Observation
+from pipeline.association.online import Identity, OnlineAssociator
+from pipeline.association.records import Assignment, Observation, has_crop_features
 from pipeline.association.scene_metric import SceneMetric
-from pipeline.config import AssociationConfig, PipelineConfig
+from pipeline.config import AssociationConfig, PipelineConfig, config_to_dict
+from pipeline import store as identity_store  # a module: pipeline.store imports pipeline.association
+from pipeline.geometry import CameraCalibration
 from pipeline.tracklets import CONTINUED_REASONS, Tracklet
 
 
@@ -41,6 +49,10 @@ def clip_mode(config: AssociationConfig) -> str:
     return "all" if config.scene_metric and (config.refine or config.online_metric) else "even"
 
 
+STORED_ID_SHARE = 1 / 3  # of a cluster's tracklets matched to a stored identity for it to take that id back:
+# a lone wrong online match does not hand a new person an old id
+
+
 class IdentityStage:
     """``background_refit``: refit the online scene metric on a worker thread (live mode must not stall);
     otherwise in place, which keeps file runs reproducible."""
@@ -50,12 +62,20 @@ class IdentityStage:
         self.min_length = config.tracklets.min_length
         self.crops_per_tracklet = config.tracklets.crops_per_tracklet
         self.batch_size = config.reid.batch_size
-        self.associator = OnlineAssociator(config.association, background_refit=background_refit)
+        self.calibration = CameraCalibration.from_config(config.cameras)
+        self.associator = OnlineAssociator(config.association, background_refit=background_refit,
+                                           calibration=self.calibration)
         self.observations: list[Observation] = []  # kept for the offline pass only
         self.online_ids: dict[int, int] = {}  # uid -> online id, for the offline pass's numbering
         self.waiting: list[Tracklet] = []
         self.info: dict[str, Any] = {}  # the offline pass's report (refine_identities' info)
         self.counts = {"tracklets": 0, "crops_embedded": 0, "crop_features": 0, "refine_changes": 0}
+        self.assigned_ids: set[int] = set()  # global ids given in this run
+        self.store: "identity_store.IdentityStore | None" = None
+        self.clock_offset = 0.0  # store clock at this run's time 0
+        self.resumed: dict[int, tuple[list, list, float]] = {}  # offline runs: stored galleries as resumed
+        self.next_id = 1  # after finish: the next unused global id
+        self.store_info: dict[str, Any] = {}  # for the run's summary: path, run, resumed identities, clock offset
 
     @property
     def offline(self) -> bool:
@@ -90,11 +110,9 @@ class IdentityStage:
 
     # ---- assignment ------------------------------------------------------------------------------------
     def observations_of(self, tracklets: Sequence[Tracklet], embedded: Embedded) -> list[Observation]:
-        keep_feet = self.association.overlap
         return [Observation(t.uid, t.camera_id, t.track_id, t.start_time, t.end_time, embedded.vectors.get(t.uid),
                             continues=t.end_reason in CONTINUED_REASONS,
-                            crop_features=embedded.crop_features.get(t.uid),
-                            feet=foot_points(t.timestamps, [b[:4] for b in t.boxes]) if keep_feet else None)
+                            crop_features=embedded.crop_features.get(t.uid), feet=t.feet)
                 for t in tracklets]
 
     def assign(self, tracklets: Sequence[Tracklet], embedded: Embedded, crops_per_embed: int | None = None
@@ -102,12 +120,18 @@ class IdentityStage:
         """Online global ids for one embedded batch (call in batch order); ``crops_per_embed``: crops the
         embedder ran per tracklet, for the counts (default: every kept crop)."""
         observations = self.observations_of(tracklets, embedded)
+        for observation in observations:  # the store's clock (pipeline/store.py)
+            observation.start_time += self.clock_offset
+            observation.end_time += self.clock_offset
         per_embed = crops_per_embed or self.crops_per_tracklet
         self.counts["tracklets"] += len(tracklets)
         self.counts["crops_embedded"] += sum(min(len(t.crops), per_embed) for t in tracklets
                                              if t.uid in embedded.vectors)
         self.counts["crop_features"] += sum(len(c) for c in embedded.crop_features.values())
         assignments = self.associator.assign(observations)
+        self.assigned_ids.update(a.global_id for a in assignments)
+        if self.store is not None:
+            self._persist(tracklets, observations, assignments)
         if self.offline:  # online ids are final when written: nothing to keep
             self.observations += observations
             self.online_ids.update({a.uid: a.global_id for a in assignments})
@@ -118,10 +142,114 @@ class IdentityStage:
         scene metric fitted elsewhere instead of the one the pass learns from this run (experiments)."""
         if not self.offline:
             return None, "online"
-        final = refine_identities(self.observations, self.online_ids, self.association, self.info, metric)
+        final = refine_identities(self.observations, self.online_ids, self.association, self.info, metric,
+                                  self.calibration)
+        final = self._continue_numbering(final)
         self.counts["refine_changes"] = sum(final[u] != self.online_ids[u] for u in final)
+        if self.store is not None:
+            self.store.save_final(final, self._final_identities(final), self._associator_state())
         return final, f"offline (online assignment + global refinement pass, {self.info['metric']})"
 
     @property
     def identities(self) -> int:
-        return self.associator.identities_issued
+        return len(self.assigned_ids)
+
+    # ---- the identity store ----------------------------------------------------------------------------
+    def open_store(self, config: PipelineConfig, embedder: Any, sources: Sequence[str], live: bool) -> None:
+        """Open ``store.path`` (pipeline/store.py; live runs default to <out>/identities.sqlite) and resume:
+        the stored identities join the associator, their ids and the id sequence go on."""
+        path = identity_store.store_path(config, live)
+        if path is None:
+            return
+        store = identity_store.IdentityStore(path)
+        try:
+            resume = store.begin_run(config_to_dict(config), identity_store.describe_model(embedder), sources,
+                                     self.association.forget_after_s, self.association.gallery_size,
+                                     self.association.metric_window, config.store.retention_days,
+                                     config.store.on_model_mismatch, embedder.embed)
+        except BaseException:
+            store.close()
+            raise
+        self.store, self.clock_offset = store, resume.clock_offset
+        self.store_info = {"path": str(path), "run": resume.run_id, "resumed_identities": len(resume.identities),
+                           "next_id": resume.state.next_id, "clock_offset": resume.clock_offset}
+        self.thumbnail = (config.store.thumbnail_height, config.store.thumbnail_quality)
+        if self.offline:
+            self.resumed = {i.global_id: (list(i.gallery), list(i.crop_means), i.last_seen) for i in resume.identities}
+        state = resume.state
+        self.associator.adopt(resume.identities, state.next_id, resume.metric_groups,
+                              (state.centre_total, state.centre_count))
+
+    def close_store(self, colour_stats: dict | None = None) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.end_run(colour_stats)
+        finally:
+            self.store.close()
+            self.store = None
+
+    def _associator_state(self) -> identity_store.AssociatorState:
+        centre = self.associator.centre
+        return identity_store.AssociatorState(max(self.next_id, self.associator.identities_issued + 1), centre.total, centre.count)
+
+    def _persist(self, tracklets: Sequence[Tracklet], observations: Sequence[Observation],
+                 assignments: Sequence[Assignment]) -> None:
+        """The batch's sightings and the identities they touched, in one transaction."""
+        by_uid = {a.uid: a for a in assignments}
+        sightings = [self._sighting(t, o, by_uid[t.uid]) for t, o in zip(tracklets, observations)]
+        known = self.associator.identities
+        self.store.save_batch(sightings, [known[g] for g in {a.global_id for a in assignments} if g in known],
+                              self._associator_state())
+
+    def _sighting(self, tracklet: Tracklet, observation: Observation, assignment: Assignment) -> identity_store.Sighting:
+        crops = tracklet.crops
+        thumbnail = identity_store.thumbnail_jpeg(crops[len(crops) // 2], *self.thumbnail) if crops else None
+        return identity_store.Sighting(tracklet.uid, tracklet.camera_id, tracklet.track_id, tracklet.part, observation.start_time,
+                        observation.end_time, tracklet.first_frame + 1, tracklet.last_frame + 1, len(tracklet),
+                        assignment.global_id, assignment.how, assignment.distance, assignment.space, thumbnail,
+                        observation.crop_features if has_crop_features(observation) else None)
+
+    def _continue_numbering(self, final: dict[int, int]) -> dict[int, int]:
+        """Clusters the offline pass numbered anew (from the largest online id + 1) take the next ids of the
+        associator's sequence instead, so that no id of an earlier run on the store is given again."""
+        final = self._prefer_stored_ids(final)
+        online = set(self.online_ids.values())
+        fresh = sorted({g for g in final.values() if g not in online})
+        first = self.associator.identities_issued + 1
+        renumber = {old: first + k for k, old in enumerate(fresh)}
+        self.next_id = first + len(fresh)
+        return {uid: renumber.get(g, g) for uid, g in final.items()}
+
+    def _prefer_stored_ids(self, final: dict[int, int]) -> dict[int, int]:
+        """A cluster the offline pass numbered with an id of this run takes instead the stored id (resumed from
+        an earlier run) that at least STORED_ID_SHARE of its tracklets were matched to online: the id the
+        person had before the restart. Clusters already under a stored id keep it; each id goes to one cluster."""
+        clusters: dict[int, list[int]] = {}
+        for uid, global_id in final.items():
+            clusters.setdefault(global_id, []).append(uid)
+        used = {global_id for global_id in clusters if global_id in self.resumed}
+        renamed = {}
+        for global_id, uids in sorted(clusters.items(), key=lambda item: -len(item[1])):
+            if global_id in used:
+                continue
+            votes = Counter(self.online_ids[u] for u in uids if self.online_ids[u] in self.resumed)
+            chosen = next((stored for stored, count in votes.most_common()
+                           if count >= STORED_ID_SHARE * len(uids) and stored not in used), None)
+            if chosen is not None:
+                renamed[global_id] = chosen
+                used.add(chosen)
+        return {uid: renamed.get(global_id, global_id) for uid, global_id in final.items()}
+
+    def _final_identities(self, final: dict[int, int]) -> list[Identity]:
+        """Each final identity as the store keeps it: its gallery as resumed, then this run's tracklets with
+        that final id in time order (Identity.add, as online)."""
+        size = self.association.gallery_size
+        rebuilt = {}
+        for global_id in set(final.values()) | set(self.online_ids.values()):
+            gallery, means, last_seen = self.resumed.get(global_id, ((), (), float("-inf")))
+            rebuilt[global_id] = Identity(global_id, deque(gallery, maxlen=size), deque(means, maxlen=size),
+                                          last_seen=last_seen)
+        for observation in sorted(self.observations, key=lambda o: o.end_time):
+            rebuilt[final[observation.uid]].add(observation)
+        return list(rebuilt.values())
