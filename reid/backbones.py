@@ -22,10 +22,13 @@ import torch
 import torchvision
 from torch import nn
 
-from configs import ConfigError
+from configs import ConfigError, data_root
+from reid.osnet import OSNET_CHANNELS, OSNet, osnet
 
-BACKBONES = ("mobilenetv2", "resnet50")
-FEATURE_DIMS = {"mobilenetv2": 1280, "resnet50": 2048}
+OSNET_BACKBONES = tuple(OSNET_CHANNELS)
+BACKBONES = ("mobilenetv2", "resnet50", *OSNET_BACKBONES)
+FEATURE_DIMS = {"mobilenetv2": 1280, "resnet50": 2048, **{name: c[3] for name, c in OSNET_CHANNELS.items()}}
+PRETRAINED = ("imagenet", "msmt17", "random")  # msmt17: the ReID-trained Torchreid model-zoo weights (OSNet only)
 # MobileNetV2's features[14] is the first block of the last stride-2 stage (16x8 -> 8x4 at 256x128).
 _MOBILENET_LAST_DOWNSAMPLE = 14
 _DOWNLOAD_TIMEOUT_S = 10
@@ -40,13 +43,28 @@ class WeightsUnavailableError(ConfigError):
 
 def build_backbone(name: str, pretrained: str = "imagenet", last_stride: int = 1,
                    weights_path: str = "") -> nn.Module:
-    """The backbone ``name`` with its ImageNet weights (``pretrained='imagenet'``) or random init."""
+    """The backbone ``name`` with its pretrained weights (``imagenet``, ``msmt17`` for OSNet) or random init."""
+    return build_backbone_and_embedding(name, pretrained, last_stride, weights_path)[0]
+
+
+def build_backbone_and_embedding(name: str, pretrained: str = "imagenet", last_stride: int = 1,
+                                 weights_path: str = "") -> tuple[nn.Module, nn.Sequential | None]:
+    """(trunk, its pretrained embedding layer or None): OSNet's Torchreid fc (Linear + BatchNorm1d + ReLU)
+    comes along, so a head on top of the trunk can start as the network's own embedding."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")
-    if pretrained not in ("imagenet", "random"):
-        raise ValueError(f"pretrained must be 'imagenet' or 'random', got {pretrained!r}")
+    if pretrained not in PRETRAINED:
+        raise ValueError(f"pretrained must be one of {PRETRAINED}, got {pretrained!r}")
     if last_stride not in (1, 2):
         raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+    if name in OSNET_BACKBONES:
+        return _osnet_backbone(name, pretrained, last_stride, weights_path)
+    if pretrained == "msmt17":
+        raise ValueError(f"pretrained: msmt17 exists only for OSNet backbones {OSNET_BACKBONES}, not {name}")
+    return _torchvision_backbone(name, pretrained, last_stride, weights_path), None
+
+
+def _torchvision_backbone(name: str, pretrained: str, last_stride: int, weights_path: str) -> nn.Module:
     if name == "resnet50":
         full = torchvision.models.resnet50()
         if pretrained == "imagenet":
@@ -162,7 +180,8 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for unreadable files
-        raise WeightsUnavailableError(f"{path}: cannot read backbone weights: {err}") from None
+        raise WeightsUnavailableError(f"{path}: cannot read backbone weights (truncated, corrupted or not a torch "
+                                      f"file): {str(err).splitlines()[0]}") from None
     if not isinstance(state, dict):
         raise WeightsUnavailableError(f"{path}: expected a state dict, got {type(state).__name__}")
     return state
@@ -174,3 +193,112 @@ def _hub_checkpoint_dir() -> Path:
 
 def _filename(url: str) -> str:
     return url.rsplit("/", 1)[-1]
+
+
+# ---------------------------------------------------------------- OSNet (Torchreid-compatible)
+
+
+def _osnet_backbone(name: str, pretrained: str, last_stride: int, weights_path: str
+                    ) -> tuple[nn.Sequential, nn.Sequential | None]:
+    if last_stride != 1:
+        raise ValueError(f"{name} has output stride 16 (conv5 16x8 at 256x128) by design; last_stride must be 1")
+    model = osnet(name)
+    if weights_path:
+        load_osnet_weights(model, Path(weights_path), name)
+    elif pretrained != "random":
+        load_osnet_weights(model, _osnet_pretrained_file(name, pretrained), name)
+    return model.trunk(), (model.fc if pretrained != "random" or weights_path else None)
+
+
+def pretrained_weights_file(name: str, pretrained: str, weights_path: str = "") -> Path | None:
+    """The file that build_backbone loads for these settings (None: random init or a download)."""
+    if weights_path:
+        return Path(weights_path)
+    if pretrained == "random":
+        return None
+    if name in OSNET_BACKBONES:
+        return next((p for p in osnet_weight_candidates(name, pretrained) if p.is_file()), None)
+    return deep_sort_mobilenetv2_weights() if name == "mobilenetv2" else None
+
+
+def osnet_weight_candidates(name: str, pretrained: str) -> list[Path]:
+    """Where ``<name>_<pretrained>`` weights are looked for, in order: the shared data's ONNX export
+    (<MTMC_DATA>/models/<name>_<pretrained>.onnx), then Torchreid files in the torch hub cache."""
+    stem = f"{name}_{pretrained}"
+    hub = _hub_checkpoint_dir()
+    return [data_root() / "models" / f"{stem}.onnx", hub / f"{stem}.pth", hub / f"{stem}.pth.tar", hub / f"{stem}.pt"]
+
+
+def _osnet_pretrained_file(name: str, pretrained: str) -> Path:
+    candidates = osnet_weight_candidates(name, pretrained)
+    for path in candidates:
+        if path.is_file():
+            return path
+    if pretrained == "imagenet" and _download_torchreid_imagenet(name, candidates[1]):
+        return candidates[1]
+    raise WeightsUnavailableError(
+        f"{pretrained} weights for {name} are not available offline. Put Torchreid's model-zoo file "
+        f"{name}_{pretrained}.pth (https://kaiyangzhou.github.io/deep-person-reid/MODEL_ZOO) at {candidates[1]}, "
+        f"or an ONNX export of it at {candidates[0]}, or set backbone_weights: /path/to/weights.pth in the "
+        "ReID config, or pretrained: random (untrained, for timing only).")
+
+
+# Torchreid's own ImageNet-pretrained OSNet files (torchreid/models/osnet.py, pretrained_urls).
+_TORCHREID_IMAGENET_URLS = {
+    "osnet_x1_0": "https://drive.google.com/uc?id=1LaG1EJpHrxdAxKnSCJ_i0u-nbxSAeiFY",
+    "osnet_x0_75": "https://drive.google.com/uc?id=1uwA9fElHOk3ZogwbeY5GkLI6QPTX70Hq",
+    "osnet_x0_5": "https://drive.google.com/uc?id=16DGLbZukvVYgINws8u8deSaOqjybZ83i",
+    "osnet_x0_25": "https://drive.google.com/uc?id=1rb8UN5ZzPKRc_xvtHlyDh-cSz88YX9hs",
+    "osnet_ibn_x1_0": "https://drive.google.com/uc?id=1sr90V6irlYYDd4_4ISU2iruoRG8J__6l",
+}
+
+
+def _download_torchreid_imagenet(name: str, destination: Path) -> bool:
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(_DOWNLOAD_TIMEOUT_S)
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(_TORCHREID_IMAGENET_URLS[name], str(destination), progress=False)
+        return True
+    except (OSError, ValueError):
+        return False
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
+
+
+def load_osnet_weights(model: OSNet, path: Path, name: str) -> None:
+    """Torchreid weights from a state-dict file (.pth/.pt/.pth.tar, plain or {'state_dict': ...}, with or
+    without DataParallel's 'module.' prefix) or from an ONNX export; the classifier is never loaded (its
+    size is the number of training identities). Any other mismatch is a WeightsUnavailableError naming the file."""
+    if path.suffix == ".onnx":
+        from reid.osnet_onnx import OnnxWeightsError, osnet_state_from_onnx
+
+        try:
+            state = osnet_state_from_onnx(model, path)
+        except OnnxWeightsError as err:
+            raise WeightsUnavailableError(f"{err} (loading {name})") from None
+    else:
+        state = _torchreid_state(_read_state_dict(path), path)
+    _load_osnet_state(model, state, path, name)
+
+
+def _torchreid_state(content: dict, path: Path) -> dict[str, torch.Tensor]:
+    state = content.get("state_dict", content)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsUnavailableError(f"{path}: expected a Torchreid state dict (or {{'state_dict': ...}})")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _load_osnet_state(model: OSNet, state: dict[str, torch.Tensor], path: Path, name: str) -> None:
+    expected = {k: v for k, v in model.state_dict().items() if not k.startswith("classifier.")}
+    wrong = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in expected.items()
+             if k in state and state[k].shape != v.shape]
+    if wrong:
+        key, got, want = wrong[0]
+        raise WeightsUnavailableError(
+            f"{path}: not {name} weights: {key} has shape {got}, {name} expects {want} "
+            f"({len(wrong)} tensors differ; weights of another OSNet width?)")
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise WeightsUnavailableError(f"{path}: not {name} weights: {len(missing)} tensors missing, e.g. {missing[:3]}")
+    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)

@@ -9,6 +9,11 @@ Layouts:
   same-identity same-camera entry, which the metric ignores).
 - DukeMTMC-VideoReID: ``train/``, ``query/``, ``gallery/`` -> ``<pid>/<tracklet>/<frame>.jpg``,
   the camera read from the frame name (``0001_C6_F0001_X00001.jpg``).
+- CUHK03 (one camera pair, images as in ``../shared/data/reid/cuhk03``): ``train/`` and ``val/`` of
+  ``PPPP_KK.jpg`` (person PPPP, image KK: 00-04 camera A, 05-09 camera B). The images of one person in
+  one camera make one tracklet (camera A = 1, B = 2). The root gives train = ``train/``, query = camera-A
+  tracklets of ``val/``, gallery = camera-B ones; one split folder alone gives all its tracklets as train
+  and its A/B tracklets as query/gallery.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import scipy.io
 
 MARS_NAME = re.compile(r"^(?P<pid>\d{4}|00-1)C(?P<cam>\d)T(?P<tracklet>\d{4})F(?P<frame>\d{3})\.jpg$")
 DUKE_CAMERA = re.compile(r"_C(\d+)_")
+CUHK03_NAME = re.compile(r"^(?P<pid>\d{4})_(?P<image>\d{2})\.jpg$")
+CUHK03_IMAGES_PER_CAMERA = 5  # images 00-04: camera A, 05-09: camera B
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
@@ -69,7 +76,10 @@ def load_dataset(root: str | Path) -> VideoReIDDataset:
         return read_mars(root)
     if (root / "query").is_dir() or (root / "gallery").is_dir():
         return read_duke_video(root)
-    raise DatasetError(f"{root}: neither a MARS layout (info/, bbox_train/) nor DukeMTMC-VideoReID (train/, query/, gallery/)")
+    if _has_cuhk03_images(root) or _has_cuhk03_images(root / "train"):
+        return read_cuhk03(root)
+    raise DatasetError(f"{root}: neither a MARS layout (info/, bbox_train/), DukeMTMC-VideoReID (train/, query/, "
+                       "gallery/) nor CUHK03 (train/, val/ of PPPP_KK.jpg)")
 
 
 # ---------------------------------------------------------------- MARS
@@ -158,6 +168,41 @@ def _read_mat_array(path: Path, keys: tuple[str, ...]) -> np.ndarray:
             return np.atleast_2d(content[key])
     found = sorted(k for k in content if not k.startswith("__"))
     raise DatasetError(f"{path}: none of the keys {list(keys)} found (has {found})")
+
+
+# ---------------------------------------------------------------- CUHK03 (image pairs as short tracklets)
+
+
+def read_cuhk03(root: str | Path) -> VideoReIDDataset:
+    """The CUHK03 root (train/ + val/) or one of its split folders; see the module docstring."""
+    root = Path(root)
+    if _has_cuhk03_images(root):
+        tracklets = cuhk03_tracklets(root)
+        train, test = tracklets, tracklets
+    else:
+        train = cuhk03_tracklets(_require_dir(root / "train"))
+        test = cuhk03_tracklets(_require_dir(root / "val"))
+    query = tuple(t for t in test if t.camid == 1)
+    gallery = tuple(t for t in test if t.camid == 2)
+    return VideoReIDDataset("cuhk03", str(root), train, query, gallery)
+
+
+def cuhk03_tracklets(split_dir: Path) -> tuple[TrackletRecord, ...]:
+    """One tracklet per (person, camera), frames in image order."""
+    frames: dict[tuple[int, int], list[str]] = {}
+    for path in sorted(split_dir.iterdir()):
+        match = CUHK03_NAME.match(path.name)
+        if match is None:
+            continue
+        camid = 1 if int(match["image"]) < CUHK03_IMAGES_PER_CAMERA else 2
+        frames.setdefault((int(match["pid"]), camid), []).append(str(path))
+    if not frames:
+        raise DatasetError(f"{split_dir}: no CUHK03 images named PPPP_KK.jpg")
+    return tuple(TrackletRecord(tuple(paths), pid, camid) for (pid, camid), paths in sorted(frames.items()))
+
+
+def _has_cuhk03_images(folder: Path) -> bool:
+    return folder.is_dir() and any(CUHK03_NAME.match(p.name) for p in folder.iterdir())
 
 
 # ---------------------------------------------------------------- DukeMTMC-VideoReID

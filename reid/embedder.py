@@ -1,6 +1,6 @@
 """Embedder: tracklets (lists of BGR crops) -> L2-normalised STA embeddings.
 
-    emb = Embedder()                      # the model named in configs/reid/embedder.yaml
+    emb = Embedder()                      # the best trained model of this machine, else configs/reid/embedder.yaml's
     emb = Embedder.from_config(path)      # model and runtime options from an EmbedderConfig YAML
     vectors = emb.embed([crops_a, crops_b])   # (2, emb.embedding_dim) float32, unit norm
 
@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from configs import REPO_ROOT, load_dataclass
-from reid.checkpoint import load_checkpoint
+from reid import model_store
+from reid.checkpoint import CheckpointError, load_checkpoint
 from reid.model import ReIDConfig, build_model, load_config
 from reid.preprocess import IMAGENET_MEAN, IMAGENET_STD, TEST_MODES, check_tracklets, clip_indices, normalize, resize_crop
 
@@ -34,8 +35,9 @@ RUNTIMES = ("torch", "onnxruntime", "auto")
 
 @dataclass
 class EmbedderConfig:
-    weights: str = ""        # trained checkpoint (.pt) or .onnx; empty: the untrained model of model_config
-    model_config: str = "configs/reid/sta_mobilenetv2.yaml"
+    weights: str = ""        # trained checkpoint (.pt) or .onnx; empty: the best model in <cache>/reid_models
+                             # (reid/model_store.py), else the zero-shot model of model_config
+    model_config: str = "configs/reid/sta_osnet_x0_25.yaml"
     device: str = "auto"     # auto | cpu | cuda | cuda:N
     batch_size: int = 16     # clips per forward pass
     test_mode: str = "even"  # even | all
@@ -57,7 +59,7 @@ class Embedder:
             raise ValueError(f"seq_len must be >= 1, got {seq_len}")
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
-        if weights is None and cfg is None:  # the model named in configs/reid/embedder.yaml
+        if weights is None and cfg is None:  # the best trained model present, else configs/reid/embedder.yaml's
             weights, cfg = _model_source(load_dataclass(EmbedderConfig, DEFAULT_CONFIG))
         self.batch_size = batch_size
         self.test_mode = test_mode
@@ -81,6 +83,11 @@ class Embedder:
     @property
     def embedding_dim(self) -> int:
         return self._backend.embedding_dim
+
+    @property
+    def model_info(self) -> dict[str, str]:
+        """What ran: {model, file, sha256, training_data}, for summaries and evaluation reports."""
+        return dict(self._backend.info)
 
     @property
     def device(self) -> str:
@@ -150,10 +157,12 @@ class _TorchBackend:
 
     def __init__(self, weights: str | Path | None, cfg: ReIDConfig | str | Path | None, device: torch.device, fp16: bool):
         if weights is not None:
-            model, cfg, _ = load_checkpoint(weights, map_location="cpu")
+            model, cfg, meta = load_checkpoint(weights, map_location="cpu")
+            self.info = model_store.describe_checkpoint(weights, cfg, meta)
         else:
             cfg = cfg if isinstance(cfg, ReIDConfig) else load_config(cfg)
             model = build_model(cfg)
+            self.info = model_store.describe_config_model(cfg)
         self.cfg = cfg
         self.seq_len, self.input_size, self.embedding_dim = cfg.seq_len, tuple(cfg.input_size), cfg.embed_dim
         self._device = device
@@ -168,7 +177,9 @@ class _TorchBackend:
     def as_onnx(self, seq_len: int, threads: int | None) -> "_OnnxBackend":
         from reid.onnx_cache import cached_onnx
 
-        return _OnnxBackend(cached_onnx(self.model, self.cfg, seq_len), threads)
+        backend = _OnnxBackend(cached_onnx(self.model, self.cfg, seq_len), threads)
+        backend.info = {**self.info, "runtime": f"onnxruntime export {backend.source.name}"}
+        return backend
 
     @torch.inference_mode()
     def run(self, pixels: np.ndarray, with_frames: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
@@ -187,14 +198,17 @@ class _OnnxBackend:
         import onnxruntime  # only needed for ONNX models
 
         if not path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {path}")
+            raise CheckpointError(f"ONNX model not found: {path}")
         options = onnxruntime.SessionOptions()
         # default: one knob (torch.set_num_threads) for both engines
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         # idle pool threads would spin on cores that the detector or other processes need
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=onnxruntime.get_available_providers())
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=onnxruntime.get_available_providers())
+        except Exception as err:  # onnxruntime raises its own types for truncated or foreign files
+            raise CheckpointError(f"{path}: not a readable ONNX model: {str(err).splitlines()[0]}") from None
         model_input = self.session.get_inputs()[0]
         _, self.seq_len, _, height, width = model_input.shape
         self.input_size = (height, width)
@@ -204,6 +218,7 @@ class _OnnxBackend:
         self.has_frames = "frame_embedding" in outputs  # exports made before it have only the clip embedding
         self._outputs = outputs[:1] + (["frame_embedding"] if self.has_frames else [])
         self.source = path
+        self.info = {**model_store.describe(path, "unknown (an ONNX export)"), "model": path.stem}
         self._input_name = model_input.name
         self._mean = np.array(IMAGENET_MEAN, dtype=np.float32) * 255
         self._std = np.array(IMAGENET_STD, dtype=np.float32) * 255
@@ -220,9 +235,13 @@ class _OnnxBackend:
 
 
 def _model_source(c: EmbedderConfig) -> tuple[Path | None, Path | None]:
-    """(checkpoint or .onnx, None) when the config names trained weights, else (None, model config)."""
+    """(checkpoint or .onnx, None) when the config names trained weights or this machine has a best trained
+    model (reid/model_store.py), else (None, model config)."""
     if c.weights:
         return _repo_path(c.weights), None
+    best = model_store.best_model_file()
+    if best is not None:
+        return best, None
     return None, _repo_path(c.model_config)
 
 

@@ -19,16 +19,18 @@ from torch import nn
 
 from configs import ConfigError, load_dataclass
 from reid.attention import sta_attention, sta_fusion
-from reid.backbones import BACKBONES, FEATURE_DIMS, build_backbone
+from reid.backbones import BACKBONES, FEATURE_DIMS, PRETRAINED, build_backbone_and_embedding
 
 TEMPORAL_POOLS = ("sta", "avg", "max")
+HEAD_INITS = ("pretrained", "random")
 
 
 @dataclass
 class ReIDConfig:
-    backbone: str = "mobilenetv2"          # mobilenetv2 | resnet50
-    pretrained: str = "imagenet"           # imagenet | random (random: only for tests/timing)
-    backbone_weights: str = ""             # optional torchvision state-dict file for the backbone
+    backbone: str = "mobilenetv2"          # mobilenetv2 | resnet50 | osnet_x1_0 | osnet_x0_75 | osnet_x0_5 | osnet_x0_25 | osnet_ibn_x1_0
+    pretrained: str = "imagenet"           # imagenet | msmt17 (OSNet, ReID-trained) | random (only for tests/timing)
+    backbone_weights: str = ""             # optional weights file: torchvision state dict; for OSNet a Torchreid .pth or ONNX
+    head_init: str = "pretrained"          # pretrained: FC + BN start as the backbone's own embedding layer when it has one (OSNet)
     last_stride: int = 1                   # 1: 16x8 feature map at 256x128 (see reid/backbones.py)
     temporal_pool: str = "sta"             # sta | avg | max
     num_stripes: int = 4                   # K
@@ -43,7 +45,8 @@ class ReIDConfig:
         self.input_size = tuple(self.input_size)
         checks = [
             (self.backbone in BACKBONES, f"backbone must be one of {BACKBONES}, got {self.backbone!r}"),
-            (self.pretrained in ("imagenet", "random"), f"pretrained must be imagenet or random, got {self.pretrained!r}"),
+            (self.pretrained in PRETRAINED, f"pretrained must be one of {PRETRAINED}, got {self.pretrained!r}"),
+            (self.head_init in HEAD_INITS, f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}"),
             (self.last_stride in (1, 2), f"last_stride must be 1 or 2, got {self.last_stride}"),
             (self.temporal_pool in TEMPORAL_POOLS, f"temporal_pool must be one of {TEMPORAL_POOLS}, got {self.temporal_pool!r}"),
             (self.num_stripes >= 1, f"num_stripes must be >= 1, got {self.num_stripes}"),
@@ -82,7 +85,8 @@ class STAModel(nn.Module):
     def __init__(self, cfg: ReIDConfig):
         super().__init__()
         self.cfg = cfg
-        self.backbone = build_backbone(cfg.backbone, cfg.pretrained, cfg.last_stride, cfg.backbone_weights)
+        self.backbone, embedding = build_backbone_and_embedding(cfg.backbone, cfg.pretrained, cfg.last_stride,
+                                                                cfg.backbone_weights)
         feature_dim = FEATURE_DIMS[cfg.backbone]
         pooled_dim = 2 * feature_dim if cfg.temporal_pool == "sta" else feature_dim
         self.fc = nn.Linear(pooled_dim, cfg.embed_dim)
@@ -90,6 +94,8 @@ class STAModel(nn.Module):
         self.relu = nn.ReLU(inplace=True) if cfg.head_relu else nn.Identity()
         self.classifier = nn.Linear(cfg.embed_dim, cfg.num_classes) if cfg.num_classes > 0 else None
         self._init_head()
+        if embedding is not None and cfg.head_init == "pretrained":
+            self._copy_embedding(embedding)
 
     @property
     def embedding_dim(self) -> int:
@@ -101,6 +107,22 @@ class STAModel(nn.Module):
         if self.classifier is not None:
             nn.init.normal_(self.classifier.weight, std=0.001)
             nn.init.zeros_(self.classifier.bias)
+
+    @torch.no_grad()
+    def _copy_embedding(self, embedding: nn.Sequential) -> None:
+        """Start the head as the backbone's pretrained embedding (Linear, BatchNorm1d, ReLU) of the fused map.
+
+        STA's pooled feature is [GAP F1, GAP F2]; FC = [W/2, W/2] gives W (GAP F1 + GAP F2) / 2, which for
+        one frame (F1 = F2 = f) is exactly the pretrained network's embedding of that frame."""
+        linear, norm = embedding[0], embedding[1]
+        if self.cfg.embed_dim != linear.out_features or not self.cfg.head_relu:
+            raise ConfigError(f"head_init: pretrained needs embed_dim: {linear.out_features} and head_relu: true "
+                              f"(the {self.cfg.backbone} embedding), got embed_dim {self.cfg.embed_dim}, "
+                              f"head_relu {self.cfg.head_relu}; or set head_init: random")
+        copies = self.fc.in_features // linear.in_features
+        self.fc.weight.copy_(linear.weight.repeat(1, copies) / copies)
+        self.fc.bias.copy_(linear.bias)
+        self.bn.load_state_dict(norm.state_dict())
 
     def frame_features(self, clips: torch.Tensor) -> torch.Tensor:
         """(B, N, 3, H, W) -> per-frame feature maps (B, N, D, h, w)."""
@@ -129,10 +151,15 @@ class STAModel(nn.Module):
 
         With one frame every stripe score is 1, so STA's pick-max and weighted maps are both the frame's
         map and the pooled feature is [GAP f, GAP f]; avg/max pooling of one frame is GAP f."""
-        per_frame = maps.float().mean(dim=(3, 4))
+        embedded = self.embed_frame_feature(maps.float().mean(dim=(3, 4)).flatten(0, 1))
+        return embedded.unflatten(0, (-1, maps.shape[1]))  # -1: dynamic batch in ONNX
+
+    def embed_frame_feature(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Head on (B, D) backbone features as if each were one frame's GAP ([x, x] for STA): e.g. the
+        average- or max-pooled features of a clip through this model's own head."""
         if self.cfg.temporal_pool == "sta":
-            per_frame = torch.cat([per_frame, per_frame], dim=2)
-        return self._head(per_frame.flatten(0, 1)).unflatten(0, (-1, maps.shape[1]))  # -1: dynamic batch in ONNX
+            pooled = torch.cat([pooled, pooled], dim=1)
+        return self._head(pooled)
 
     def embed_with_frames(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Eval-mode clip embeddings (B, E) and one-frame embeddings of every frame (B, N, E), one backbone pass."""

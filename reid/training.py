@@ -30,7 +30,9 @@ from reid.evaluation import TEST_MODES, evaluate_model
 from reid.losses import STALoss
 from reid.model import ReIDConfig, STAModel, STAOutput, build_model
 from reid.sampling import PKBatchSampler, restricted_random_indices
-from reid.transforms import AugmentConfig, augment_clip, read_frames, to_clip
+from reid.transforms import AugmentConfig, augment_clip, erase_random_box, read_frames, to_clip
+
+STEM_VIEWS = ("pixels", "maps")
 
 
 @dataclass
@@ -47,6 +49,9 @@ class TrainConfig:
     flip_prob: float = 0.5
     erase_prob: float = 0.5
     frozen_blocks: int = 0         # leading backbone blocks kept fixed and cached (0 = train end to end)
+    freeze_backbone_bn: bool = False  # backbone BatchNorms keep their statistics (needed when BN is folded into convs)
+    stem_views: str = "pixels"     # pixels: cache 4 views (flip x erase) made on the images; maps: cache the plain
+                                   # frames only and flip / erase the cached maps (4x cheaper to cache)
     stem_cache: str = ""           # file to keep the cached stem outputs in, reused when data and settings match
     frame_stride: int = 1          # train on every s-th frame of each tracklet (near-duplicate frames cost time)
     seed: int = 0
@@ -63,6 +68,7 @@ class TrainConfig:
             (self.reg_lambda >= 0 and self.margin >= 0, "reg_lambda and margin must be >= 0"),
             (self.frozen_blocks >= 0, f"frozen_blocks must be >= 0, got {self.frozen_blocks}"),
             (self.frame_stride >= 1, f"frame_stride must be >= 1, got {self.frame_stride}"),
+            (self.stem_views in STEM_VIEWS, f"stem_views must be one of {STEM_VIEWS}, got {self.stem_views!r}"),
             (self.eval_mode in TEST_MODES, f"eval_mode must be one of {list(TEST_MODES)}, got {self.eval_mode!r}"),
         ] if not ok]
         if problems:
@@ -114,16 +120,17 @@ class PixelClips:
 
 
 class CachedStemClips:
-    """Clips of cached stem outputs: frame views (plain / flipped) x (intact / erased)."""
+    """Clips of cached stem outputs: frame views (plain / flipped) x (intact / erased), made on the images
+    (``views='pixels'``), or the plain view only, flipped and erased on the cached maps (``views='maps'``)."""
 
     def __init__(self, model: STAModel, tracklets: tuple[TrackletRecord, ...], frozen: int, aug: AugmentConfig,
-                 rng: np.random.Generator, device: torch.device, cache_file: str = ""):
-        self.frozen, self.aug, self.seq_len = frozen, aug, model.cfg.seq_len
+                 rng: np.random.Generator, device: torch.device, cache_file: str = "", views: str = "pixels"):
+        self.frozen, self.aug, self.seq_len, self.on_maps = frozen, aug, model.cfg.seq_len, views == "maps"
         self.stem = model.backbone[:frozen].eval()
         self.offsets = np.cumsum([0] + [len(t.paths) for t in tracklets])
         key = {"frames": [p for t in tracklets for p in t.paths], "frozen": frozen, "backbone": model.cfg.backbone,
                "pretrained": model.cfg.pretrained, "input_size": list(model.cfg.input_size),
-               "erase": [list(aug.erase_area), list(aug.erase_aspect)]}
+               "erase": [list(aug.erase_area), list(aug.erase_aspect)], "views": views}
         cached = _read_stem_cache(cache_file, key)
         self.views = cached if cached is not None else self._compute(tracklets, tuple(model.cfg.input_size), rng, device)
         if cache_file and cached is None:
@@ -138,9 +145,9 @@ class CachedStemClips:
         for record in tqdm(tracklets, desc="caching frozen stem", unit="tracklet"):
             plain = to_clip(read_frames(record.paths), size)
             views = []
-            for flipped in (plain, plain.flip(-1)):
-                erased = augment_clip(flipped, always, rng)
-                views.append(torch.stack([flipped, erased], dim=1))  # (F, 2, 3, H, W)
+            for flipped in (plain,) if self.on_maps else (plain, plain.flip(-1)):
+                variants = [flipped] if self.on_maps else [flipped, augment_clip(flipped, always, rng)]
+                views.append(torch.stack(variants, dim=1))  # (F, erase, 3, H, W)
             frames = torch.stack(views, dim=1).to(device)  # (F, flip, erase, 3, H, W)
             stem = torch.cat([self.stem(batch) for batch in frames.flatten(0, 2).split(64)])
             chunks.append(stem.unflatten(0, frames.shape[:3]).half())
@@ -151,7 +158,14 @@ class CachedStemClips:
         frames = self.offsets[index] + restricted_random_indices(int(length), self.seq_len, rng)
         flip = int(rng.random() < self.aug.flip_prob)
         erase = (rng.random(len(frames)) < self.aug.erase_prob).astype(int)
-        return self.views[torch.as_tensor(frames), flip, torch.as_tensor(erase)].float()
+        if not self.on_maps:
+            return self.views[torch.as_tensor(frames), flip, torch.as_tensor(erase)].float()
+        maps = self.views[torch.as_tensor(frames), 0, 0].float()
+        maps = maps.flip(-1) if flip else maps
+        for frame, erased in zip(maps, erase):
+            if erased:
+                erase_random_box(frame, self.aug, rng, noise=False)
+        return maps
 
     def forward(self, model: STAModel, stems: torch.Tensor) -> STAOutput:
         maps = model.backbone[self.frozen :](stems.flatten(0, 1)).unflatten(0, stems.shape[:2])
@@ -171,7 +185,7 @@ def train(run: TrainRunConfig) -> TrainResult:
     aug = AugmentConfig(tc.flip_prob, tc.erase_prob)
     tracklets = tuple(dataclasses.replace(t, paths=t.paths[:: tc.frame_stride]) for t in dataset.train)
     source = _clip_source(model, tracklets, tc, aug, device)
-    model.train()
+    _set_train_mode(model, tc.freeze_backbone_bn)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=tc.lr_step, gamma=tc.lr_gamma)
@@ -203,6 +217,16 @@ def train(run: TrainRunConfig) -> TrainResult:
     return TrainResult(path, metrics, losses, seconds)
 
 
+def _set_train_mode(model: STAModel, freeze_backbone_bn: bool) -> None:
+    """Weights folded from an ONNX export turn each BatchNorm into an identity plus bias: batch statistics
+    would replace that identity by a normalisation the pretrained network never had, so they stay fixed."""
+    model.train()
+    if freeze_backbone_bn:
+        for module in model.backbone.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
 def _clip_source(model, tracklets, tc: TrainConfig, aug, device) -> PixelClips | CachedStemClips:
     if tc.frozen_blocks == 0:
         return PixelClips(tracklets, model.cfg, aug)
@@ -212,7 +236,7 @@ def _clip_source(model, tracklets, tc: TrainConfig, aug, device) -> PixelClips |
         parameter.requires_grad_(False)
     # Its own generator, so the training draws are the same whether the cache is computed or loaded.
     cache_rng = np.random.default_rng([tc.seed, 1])
-    return CachedStemClips(model, tracklets, tc.frozen_blocks, aug, cache_rng, device, tc.stem_cache)
+    return CachedStemClips(model, tracklets, tc.frozen_blocks, aug, cache_rng, device, tc.stem_cache, tc.stem_views)
 
 
 def _read_stem_cache(cache_file: str, key: dict) -> torch.Tensor | None:

@@ -50,12 +50,14 @@ def augment_clip(clip: torch.Tensor, aug: AugmentConfig, rng: np.random.Generato
     clip = clip.clone()
     for frame in clip:
         if rng.random() < aug.erase_prob:
-            _erase_random_box(frame, aug, rng)
+            erase_random_box(frame, aug, rng)
     return clip
 
 
-def _erase_random_box(frame: torch.Tensor, aug: AugmentConfig, rng: np.random.Generator, tries: int = 10) -> None:
-    """Zhong et al. 2020 random erasing: fill a random box with noise (in normalised units)."""
+def erase_random_box(frame: torch.Tensor, aug: AugmentConfig, rng: np.random.Generator, tries: int = 10,
+                     noise: bool = True) -> None:
+    """Zhong et al. 2020 random erasing: fill a random box of a (C, H, W) image with noise (in normalised
+    units), or of a feature map with zeros (``noise=False``)."""
     _, height, width = frame.shape
     for _ in range(tries):
         area = rng.uniform(*aug.erase_area) * height * width
@@ -63,6 +65,6 @@ def _erase_random_box(frame: torch.Tensor, aug: AugmentConfig, rng: np.random.Ge
         box_h, box_w = int(round(np.sqrt(area * aspect))), int(round(np.sqrt(area / aspect)))
         if 0 < box_h < height and 0 < box_w < width:
             top, left = rng.integers(0, height - box_h), rng.integers(0, width - box_w)
-            noise = rng.standard_normal((frame.shape[0], box_h, box_w)).astype(np.float32)
-            frame[:, top : top + box_h, left : left + box_w] = torch.from_numpy(noise)
+            fill = rng.standard_normal((frame.shape[0], box_h, box_w)).astype(np.float32) if noise else 0.0
+            frame[:, top : top + box_h, left : left + box_w] = torch.from_numpy(fill) if noise else fill
             return

@@ -11,9 +11,11 @@ from reid.embedder import Embedder
 from reid.model import build_model, load_config
 from reid.onnx_cache import CACHE_ENV, model_hash
 from reid.preprocess import clip_indices
-from tests.test_embedder import PEOPLE, pets_tracklets  # noqa: F401  (the real-crop fixture)
+from tests.test_embedder import DEFAULT_WEIGHTS, PEOPLE, pets_tracklets  # noqa: F401  (the real-crop fixture)
 
 pytest.importorskip("onnxruntime")
+if not DEFAULT_WEIGHTS.is_file():
+    pytest.skip(f"real data not found: {DEFAULT_WEIGHTS} (set MTMC_DATA)", allow_module_level=True)
 MOBILENET = REPO_ROOT / "configs" / "reid" / "sta_mobilenetv2.yaml"
 
 

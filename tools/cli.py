@@ -31,7 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-reid": ("tools.train_reid", "train or fine-tune the STA ReID model"),
     "eval-reid": ("tools.eval_reid", "rank-1 / mAP of a ReID model on a video ReID split"),
     "export-reid": ("tools.export_reid", "export a ReID checkpoint to ONNX and check it against torch"),
+    "reid-model": ("tools.reid_model", "train, evaluate and publish the best ReID model (Embedder()'s default)"),
+    "reid-table": ("tools.reid_table", "rank-1 / mAP of several ReID models and poolings in one table"),
     "lab": ("tools.association_lab", "replay the association stage on cached tracklets to compare settings"),
+    "identities": ("tools.identities", "query an identity store: list, show ID, search --image CROP, export"),
 }
 
 

@@ -7,8 +7,10 @@
     python tools/eval_reid.py --data runs/reid_data/mot15 --config configs/reid/train_cpu_mobilenetv2.yaml \\
         --compare-pooling
 
-Features: a checkpoint is scored on its embedding (the ReID feature); a model built from a config has
-an untrained head, so it is scored on the temporally pooled backbone feature. ``--compare-pooling``
+Features: a checkpoint is scored on its embedding (the ReID feature); a model built from a config is scored
+on its embedding when its head starts as the backbone's own embedding layer (OSNet, head_init: pretrained),
+else (an untrained head) on the temporally pooled backbone feature. Each model's weights file, sha256 and
+training data are printed after the table and stored in the JSON rows. ``--compare-pooling``
 re-pools each model's backbone maps with sta, avg and max (pooled feature, no head: the head of one
 pooling does not fit the others' feature size).
 """
@@ -19,18 +21,19 @@ import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
 
 import torch
 
 from configs import ConfigError, read_yaml
 from reid.checkpoint import CheckpointError, load_checkpoint
-from reid.backbones import WeightsUnavailableError
+from reid.backbones import OSNET_BACKBONES, WeightsUnavailableError
+from reid.model_store import describe_checkpoint, describe_config_model
 from reid.datasets import DatasetError, load_dataset
 from reid.evaluation import TEST_MODES, evaluate_model
 from reid.metrics import RANKS
 from reid.model import TEMPORAL_POOLS, ReIDConfig, STAModel, build_model, load_config
 from reid.training import load_run_config
+from tools.evaluation import write_json
 
 
 @dataclasses.dataclass
@@ -38,16 +41,21 @@ class Candidate:
     name: str
     model: STAModel
     feature: str
+    weights: dict = dataclasses.field(default_factory=dict)  # {file, sha256, training_data}: what ran
 
 
 def models_to_score(args: argparse.Namespace) -> list[Candidate]:
     candidates = []
     for path in args.weights or []:
         model, cfg, meta = load_checkpoint(path)
-        candidates.append(Candidate(f"{path} ({cfg.temporal_pool}, fine-tuned)", model, "embedding"))
+        candidates.append(Candidate(f"{path} ({cfg.temporal_pool}, fine-tuned)", model, "embedding",
+                                    describe_checkpoint(path, cfg, meta)))
     if args.config:
         cfg = model_config(args.config)
-        candidates.append(Candidate(f"{cfg.backbone} {cfg.pretrained} ({cfg.temporal_pool}, zero-shot)", build_model(cfg), "pooled"))
+        # a head started from the backbone's own embedding layer (OSNet) is a real ReID feature; a random one is not
+        feature = "embedding" if cfg.backbone in OSNET_BACKBONES and cfg.head_init == "pretrained" else "pooled"
+        candidates.append(Candidate(f"{cfg.backbone} {cfg.pretrained} ({cfg.temporal_pool}, zero-shot)", build_model(cfg),
+                                    feature, describe_config_model(cfg)))
     if args.compare_pooling:
         candidates = [variant for c in candidates for variant in pooling_variants(c)]
     return candidates
@@ -67,7 +75,8 @@ def pooling_variants(candidate: Candidate) -> list[Candidate]:
         cfg = dataclasses.replace(candidate.model.cfg, temporal_pool=pool, num_classes=0, pretrained="random")
         model = build_model(cfg)
         model.backbone = candidate.model.backbone
-        variants.append(Candidate(f"{candidate.name.split(' (')[0]} backbone, {pool} pooling", model.eval(), "pooled"))
+        variants.append(Candidate(f"{candidate.name.split(' (')[0]} backbone, {pool} pooling", model.eval(), "pooled",
+                                  candidate.weights))
     return variants
 
 
@@ -105,13 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     for candidate in candidates:
         for mode in args.modes:
             result = evaluate_model(candidate.model, dataset, mode, candidate.feature, progress=f"{candidate.name} [{mode}]")
-            rows.append({"model": candidate.name, "mode": mode, "feature": candidate.feature, **result.as_dict(),
+            rows.append({"model": candidate.name, "weights": candidate.weights, "mode": mode, "feature": candidate.feature,
+                         **result.as_dict(),
                          "queries": result.num_queries})
             print(json.dumps(rows[-1]), flush=True)
     print_table(rows)
+    for candidate in candidates:
+        print(f"{candidate.name}: {candidate.weights}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        write_json(args.json, rows)
     return 0
 
 
