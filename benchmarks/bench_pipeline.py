@@ -10,6 +10,8 @@ embedder objects, so load from other processes falls on both alike; the table gi
 ratio divides this process's CPU seconds (all threads) instead of wall seconds: the pipeline overlaps
 embedding with detection on a second core, so its wall ratio can be below its CPU ratio. Also printed:
 crops the tracklet-level ReID embedded against the detections a per-detection ReID would embed.
+``--store`` adds a third contender, the pipeline writing an identity store (pipeline/store.py, a new file
+each run), and prints its wall ratio to the pipeline without one.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Result:
     baseline: list[Timing] = field(default_factory=list)
     pipeline: list[Timing] = field(default_factory=list)
     summaries: list[dict] = field(default_factory=list)
+    stored: list[Timing] = field(default_factory=list)  # the pipeline with an identity store (--store)
 
     def median(self, runs: list[Timing], attribute: str) -> float:
         return statistics.median(getattr(t, attribute) for t in runs)
@@ -91,24 +94,33 @@ def bench_cameras(args: argparse.Namespace, videos: list[Path], count: int) -> R
 
     sources, camera_ids = [str(v) for v in videos[:count]], [v.stem for v in videos[:count]]
 
-    def config(frames: int):
+    def config(frames: int, store: str = ""):
         return load_pipeline_config(args.config, {"max_frames": frames, "progress": False, "camera_ids": camera_ids,
-                                                  "output.out": f"{args.out}/{count}cams"})
+                                                  "output.out": f"{args.out}/{count}cams", "store.path": store})
 
     threads = engine_threads()  # the pipeline's own setting, so the baseline runs the same detector
     timed_config = config(args.frames)
     detector = create_detector(timed_config.detector, camera_ids, timed_config.device, threads)
     embedder = default_embedder(timed_config, threads)
 
-    def pipeline(frames: int) -> dict:
-        return MultiCameraPipeline(config(frames), detector=detector, embedder=embedder).run(sources)
+    def pipeline(frames: int, store: str = "") -> dict:
+        return MultiCameraPipeline(config(frames, store), detector=detector, embedder=embedder).run(sources)
+
+    def stored_pipeline(frames: int) -> dict:
+        store = Path(f"{args.out}/{count}cams/identities.sqlite")
+        for leftover in (store, Path(f"{store}-wal"), Path(f"{store}-shm")):
+            leftover.unlink(missing_ok=True)
+        return pipeline(frames, str(store))
 
     decode_and_detect(detector, sources, camera_ids, WARMUP_FRAMES)
     pipeline(WARMUP_FRAMES)
     result = Result(count, args.frames)
     for run in range(args.runs):
-        for which in (("baseline", "pipeline") if run % 2 == 0 else ("pipeline", "baseline")):
-            if which == "baseline":
+        order = ("baseline", "pipeline") + (("stored",) if args.store else ())
+        for which in (order if run % 2 == 0 else order[::-1]):
+            if which == "stored":
+                result.stored.append(timed(stored_pipeline, args.frames)[0])
+            elif which == "baseline":
                 timing, _ = timed(decode_and_detect, detector, sources, camera_ids, args.frames)
                 result.baseline.append(timing)
             else:
@@ -136,6 +148,11 @@ def print_table(results: list[Result], runs: int) -> None:
               f"{r.median(r.pipeline, 'wall_s'):>10.2f} {ratio:>6.2f} {'ok' if ratio <= GOAL else 'MISS':>5} | "
               f"{r.ratio('cpu_s'):>9.2f} {fps:>6.1f} | {summary['tracklets']:>9} {summary['crops_embedded']:>14} "
               f"{summary['detections']:>10}")
+    for r in results:
+        if r.stored:
+            stored, plain = r.median(r.stored, "wall_s"), r.median(r.pipeline, "wall_s")
+            print(f"{r.cameras} cameras: with an identity store {stored:.2f} s, without {plain:.2f} s: "
+                  f"ratio {stored / plain:.3f}")
     print("\nms per frame by stage (pipeline, median); embed runs on a worker thread beside detection, "
           "embed_wait is the main thread waiting for it")
     print(f"{'cams':>4} | " + " ".join(f"{stage:>10}" for stage in STAGES) + f" | {'dec+det':>8}")
@@ -154,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="tools/make_multicam.py layout with at least max(--cameras) cameras")
     parser.add_argument("--config", default=str(REPO_ROOT / "configs" / "demo.yaml"), help="pipeline config")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_pipeline"))
+    parser.add_argument("--store", action="store_true", help="also time the pipeline writing an identity store")
     args = parser.parse_args(argv)
     if args.frames < 1 or args.runs < 1 or min(args.cameras) < 1:
         parser.error("--frames, --runs and --cameras must be >= 1")

@@ -19,11 +19,13 @@ RUN_GAP_S, so the periods of runs never overlap and files can be chained like li
 identity can never look busy, and ``forget_after_s`` counts store-clock time: a restart's downtime is not
 counted). Wall times (shown by queries, used by ``retention_days``) are the run's start time + its source
 clock, the start moved past the previous run's last wall time when a file run went faster than real time (so
-that they too never overlap between runs). Resumed identities come back without their spans: a restart breaks every local track, so neither the
-one-place-at-once rule nor transition windows apply across it.
+that they too never overlap between runs). Resumed identities come back without their spans: a restart breaks
+every local track, so neither the one-place-at-once rule nor transition windows apply across it.
 
-Safety: WAL mode, synchronous FULL; a batch is committed before the runner writes its events, so every
-``identity_assigned`` line of events.jsonl has its sighting here even after ``kill -9``. A file written by a
+Safety: WAL mode; a batch is committed before the runner writes its events, so every ``identity_assigned``
+line of events.jsonl has its sighting here even after ``kill -9``. Synchronous NORMAL: a commit is in the OS
+when it returns (it survives the process however it dies, as events.jsonl does) but not fsynced, so a power
+cut may lose the last batches of both; FULL's fsync per batch stalled live loops on a loaded disk. A file written by a
 newer schema, a corrupted file or another application's SQLite file is refused and left untouched; a
 second process opening the store for writing is refused by an flock on ``<store>.lock`` (released by the OS
 when the holder dies).
@@ -301,7 +303,7 @@ class IdentityStore:
             self._db.execute("PRAGMA auto_vacuum = INCREMENTAL")
             self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = FULL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
         for target in range(version + 1, SCHEMA_VERSION + 1):
             self._db.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[target]} PRAGMA user_version = {target}; COMMIT;")
             log.info("%s: identity store schema %d", self.path, target)
@@ -411,7 +413,8 @@ class IdentityStore:
         if self.run is None:
             return
         with self._transaction():
-            self._db.execute("UPDATE runs SET ended_at = ?, status = 'ended' WHERE id = ?", (time.time(), self.run["id"]))
+            self._db.execute("UPDATE runs SET ended_at = ?, status = 'ended' WHERE id = ?",
+                             (time.time(), self.run["id"]))
             if colour_stats:
                 self._put("colour_stats", json.dumps({**self.colour_stats, **colour_stats}))
         self.prune()

@@ -144,7 +144,7 @@ def test_two_streams_with_credentials_give_ids_while_running_and_never_show_the_
     assert [s["state"] for s in summary["streams"]] == ["connected", "connected"]
     assert all(len(rows) > 20 for rows in mot.values())
 
-    shown = [run.log.read_text(errors="replace")] + [p.read_text() for p in run.out.rglob("*") if p.is_file()]
+    shown = [run.log.read_text(errors="replace")] + [p.read_bytes().decode(errors="replace") for p in run.out.rglob("*") if p.is_file()]
     assert "rtsp://***@127.0.0.1" in (run.out / "summary.json").read_text()
     for text in shown:
         assert "S3cretPw" not in text and "viewer" not in text
@@ -209,6 +209,26 @@ def test_sigint_mid_run_finishes_outputs_and_summary(rtsp_servers, live_runs, tm
     assert any(e["event"] == "live_stopping" and e["reason"] == "SIGINT" for e in events)
     assert all(len(rows) > 0 for rows in mot.values())
     assert summary["frames"] == sum(s["frames"] for s in summary["sources"]) > 0
+
+
+def test_server_killed_and_pipeline_restarted_on_its_store_gives_people_in_view_their_old_ids(rtsp_servers,
+                                                                                              live_runs, tmp_path):
+    server = rtsp_servers({"cam1": "tud"})
+    store, runs = tmp_path / "identities.sqlite", []
+    for name in ("before", "after"):  # the clip starts again with the server: the same people come into view
+        (tmp_path / name).mkdir()
+        run = live_runs(tmp_path / name, [server.url("cam1")], "--store", str(store))
+        run.wait_for(lambda ev: len(assigned(ev, "cam1")) >= 6, START_TIMEOUT_S + 15, "six assigned tracklets")
+        server.kill()
+        run.process.send_signal(signal.SIGINT)
+        assert run.finish(30) in (0, 2), run.text()
+        runs.append(assigned(run.events(), "cam1"))
+        server.start()  # same port
+    before_ids = {e["global_id"] for e in runs[0]}
+    kept = [e for e in runs[1] if e["global_id"] in before_ids]
+    assert any(e["how"] == "matched" for e in kept), runs[1]
+    assert len(kept) >= len(runs[1]) / 2, (before_ids, runs[1])  # most tracklets after the restart
+    assert all(e["global_id"] > max(before_ids) for e in runs[1] if e["global_id"] not in before_ids)
 
 
 def test_first_signal_asks_to_stop_and_a_second_exits_at_once():

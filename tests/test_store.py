@@ -1,0 +1,324 @@
+"""The identity store (pipeline/store.py) on real SQLite files: safety, resume across chained runs, crashes.
+
+Store-level tests use small hand-made identities; the pipeline tests run real EPFL Terrace cuts (both views)
+with their ground-truth boxes as detections and the real embedder, in-process and as `mtmc run` subprocesses
+killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from configs import REPO_ROOT, data_root
+from pipeline.association.online import Identity
+from pipeline.config import load_pipeline_config
+from pipeline.motio import read_mtmc_rows
+from pipeline.runner import MultiCameraPipeline, default_embedder, engine_threads
+from pipeline.store import AssociatorState, IdentityStore, Sighting, StoreError, describe_model
+from tools.bench_store import person_ids
+from tools.datasets.epfl_terrace import FrameRange, prepare_scene
+from tools.identities import (contact_sheet, export, latest_run_config, list_identities, main as identities_main,
+                              normalise_colours, rank_identities, sighting_rows)
+
+TERRACE = data_root() / "multicam" / "epfl_terrace"
+needs_terrace = pytest.mark.skipif(not (TERRACE / "terrace1-c0.gt.txt").is_file(),
+                                   reason=f"EPFL Terrace absent under {TERRACE} (set MTMC_DATA)")
+# people 0 and 1 are in both views in both parts; person 2 enters in the second (frames 683 / 731)
+PARTS = (FrameRange(360, 600), FrameRange(600, 840))
+MODEL = {"model": "test model", "sha256": "ab" * 32, "training_data": "none"}
+
+
+# ---- the store alone ------------------------------------------------------------------------------------
+def identity(global_id: int, last_seen: float, dim: int = 4) -> Identity:
+    vector = np.eye(dim, dtype=np.float32)[global_id % dim]
+    return Identity(global_id, deque([vector], maxlen=4), deque([None], maxlen=4),
+                    {"cam": [(last_seen - 1.0, last_seen)]}, last_seen=last_seen)
+
+
+def sighting(uid: int, global_id: int, start: float, end: float) -> Sighting:
+    return Sighting(uid, "cam", uid, 0, start, end, 1, 10, 10, global_id, "new", float("nan"),
+                    thumbnail=cv2.imencode(".jpg", np.full((32, 16, 3), 40 * uid % 255, np.uint8))[1].tobytes())
+
+
+def begin(store: IdentityStore, model: dict = MODEL, **options):
+    return store.begin_run({"test": True}, model, ["cam.mp4"], forget_after_s=3600.0, gallery_size=4,
+                           metric_window=8, **options)
+
+
+def write_run(path: Path, ids: list[int], start: float = 0.0) -> None:
+    store = IdentityStore(path)
+    resume = begin(store)
+    for k, gid in enumerate(ids):
+        t = resume.clock_offset + start + 2.0 * k
+        store.save_batch([sighting(k + 1, gid, t, t + 1.0)], [identity(gid, t + 1.0)], AssociatorState(max(ids) + 1))
+    store.end_run()
+    store.close()
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_resume_continues_ids_and_clock_and_loads_galleries(tmp_path):
+    path = tmp_path / "ids.sqlite"
+    write_run(path, [1, 2, 3])
+    store = IdentityStore(path)
+    resume = begin(store)
+    assert resume.state.next_id == 4 and resume.clock_offset > 5.0  # after the first run's last sighting
+    assert [i.global_id for i in resume.identities] == [1, 2, 3]
+    assert np.allclose(resume.identities[1].gallery[0], np.eye(4)[2]) and resume.identities[1].spans == {}
+    store.close()  # without end_run: as if the process died
+    store = IdentityStore(path)
+    begin(store)
+    assert [r["status"] for r in store.query("SELECT status FROM runs ORDER BY id")] == ["ended", "interrupted",
+                                                                                          "running"]
+    store.close()
+
+
+def test_newer_schema_and_corrupted_files_are_refused_and_left_untouched(tmp_path):
+    newer = tmp_path / "newer.sqlite"
+    write_run(newer, [1])
+    with sqlite3.connect(newer) as db:
+        db.execute("PRAGMA user_version = 99")
+    before = digest(newer)
+    with pytest.raises(StoreError, match="newer mtmc .*schema 99"):
+        IdentityStore(newer)
+    assert digest(newer) == before
+
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(os.urandom(8192))
+    with pytest.raises(StoreError, match="not a readable identity store"):
+        IdentityStore(garbage)
+    torn = tmp_path / "torn.sqlite"
+    write_run(torn, list(range(1, 200)))
+    data = bytearray(torn.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 4096] = os.urandom(4096)  # a page of the file overwritten
+    torn.write_bytes(bytes(data))
+    for broken in (garbage, torn):
+        before = digest(broken)
+        with pytest.raises(StoreError, match=str(broken.name)):
+            IdentityStore(broken)
+        assert digest(broken) == before
+
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE t (x)")
+    with pytest.raises(StoreError, match="another application"):
+        IdentityStore(other)
+
+
+def test_a_second_writer_is_refused_until_the_first_closes_even_from_another_process(tmp_path):
+    path = tmp_path / "ids.sqlite"
+    first = IdentityStore(path)
+    with pytest.raises(StoreError, match=f"in use by another run \\(pid {os.getpid()}"):
+        IdentityStore(path)
+    probe = ("import sys\nfrom pipeline.store import IdentityStore, StoreError\ntry:\n    IdentityStore(sys.argv[1])\n"
+             "except StoreError as err:\n    print(err)\n")
+    refused = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=60)
+    assert "in use by another run" in refused.stdout, refused.stderr
+    IdentityStore(path, readonly=True).close()  # readers are never refused
+    first.close()
+    IdentityStore(path).close()
+
+
+def test_another_reid_model_is_refused_unless_new_or_reembed(tmp_path):
+    path = tmp_path / "ids.sqlite"
+    write_run(path, [1, 2])
+    other = {**MODEL, "sha256": "cd" * 32}
+    store = IdentityStore(path)
+    with pytest.raises(StoreError, match="different embedding spaces"):
+        begin(store, other)
+    embedded = []
+
+    def embed(tracklets):
+        embedded.extend(tracklets)
+        return np.ones((len(tracklets), 3), np.float32) / np.sqrt(3)
+
+    resume = begin(store, other, on_model_mismatch="reembed", reembed=embed)
+    assert len(embedded) == 2 and all(len(i.gallery) == 1 and i.gallery[0].shape == (3,) for i in resume.identities)
+    assert store.model["sha256"] == other["sha256"]
+    store.close()
+
+    store = IdentityStore(path)
+    resume = begin(store, MODEL, on_model_mismatch="new")
+    assert resume.identities == [] and resume.state.next_id == 1 and store.model == MODEL
+    store.close()
+    aside = [p for p in tmp_path.glob("ids.*.sqlite")]
+    assert len(aside) == 1 and IdentityStore(aside[0], readonly=True).model["sha256"] == other["sha256"]
+
+
+def test_retention_prunes_old_sightings_and_identities_and_forget_bounds_resume(tmp_path):
+    path = tmp_path / "ids.sqlite"
+    write_run(path, [1, 2, 3])
+    with sqlite3.connect(path) as db:  # identity 1 was last seen 40 days ago
+        db.execute("UPDATE sightings SET end_wall = end_wall - 40 * 86400 WHERE global_id = 1")
+        db.execute("UPDATE identities SET last_wall = last_wall - 40 * 86400 WHERE global_id = 1")
+        db.execute("UPDATE identities SET last_seen = last_seen - 7200 WHERE global_id = 2")  # forgotten
+    store = IdentityStore(path)
+    resume = begin(store, retention_days=30)
+    assert [i.global_id for i in resume.identities] == [3] and resume.state.next_id == 4
+    assert [r["global_id"] for r in store.query("SELECT global_id FROM identities")] == [2, 3]
+    assert {r["global_id"] for r in store.query("SELECT global_id FROM sightings")} == {2, 3}
+    store.close()
+
+
+# ---- the pipeline on a store ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory) -> list[tuple[Path, list[dict]]]:
+    if not (TERRACE / "terrace1-c0.gt.txt").is_file():
+        pytest.skip(f"EPFL Terrace absent under {TERRACE}")
+    root = tmp_path_factory.mktemp("terrace_parts")
+    return [(root / f"part{n}", prepare_scene(root / f"part{n}", frames, TERRACE)) for n, frames in enumerate(PARTS)]
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return default_embedder(load_pipeline_config(None), engine_threads())
+
+
+def run_config(scene: Path, records: list[dict], out: Path, store: Path | str, **overrides):
+    gt = [str(scene / "gt" / r["name"] / "gt" / "gt.txt") for r in records]
+    return load_pipeline_config(None, {"output.out": str(out), "progress": False, "detector.name": "mot",
+                                       "detector.det_files": gt, "detector.conf": 0.5, "store.path": str(store),
+                                       **overrides})
+
+
+def events(out: Path) -> list[dict]:
+    """The complete lines of events.jsonl (a process killed mid-line leaves a partial last one)."""
+    text = (out / "events.jsonl").read_text() if (out / "events.jsonl").is_file() else ""
+    return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
+
+
+@pytest.fixture(scope="module")
+def chained(parts, embedder, tmp_path_factory):
+    """The two parts run one after the other on one store: (store, [(records, out, gt, pred)])."""
+    root = tmp_path_factory.mktemp("chained")
+    store, runs = root / "ids.sqlite", []
+    for number, (scene, records) in enumerate(parts):
+        out = root / f"run{number}"
+        MultiCameraPipeline(run_config(scene, records, out, store), embedder=embedder).run(
+            [r["video"] for r in records])
+        runs.append((records, out, read_mtmc_rows(scene / "mtmc_gt.txt"), read_mtmc_rows(out / "mtmc.txt")))
+    return store, runs
+
+
+@needs_terrace
+def test_chained_runs_give_people_seen_before_their_old_id_and_never_reuse_one(chained):
+    store_path, runs = chained
+    (_, _, gt1, pred1), (_, out2, gt2, pred2) = runs
+    second = person_ids(gt2, pred2)
+    first = {}  # person -> the ids the first run gave them (majority per camera: views may not be merged)
+    for camera in (1, 2):
+        for person, global_id in person_ids(gt1, pred1, camera).items():
+            first.setdefault(person, set()).add(global_id)
+    both = set(first) & set(second)
+    assert len(both) >= 2 and all(second[p] in first[p] for p in both), (first, second)
+    new_people = set(second) - set(first)
+    assert new_people and all(second[p] > max(pred1[:, 1]) for p in new_people)  # a new id, never a reused one
+    store = IdentityStore(store_path, readonly=True)
+    final = {e["uid"]: e["global_id"] for e in events(out2) if e["event"] in ("identity_assigned", "identity_updated")}
+    kept = {r["uid"]: r["global_id"] for r in store.query("SELECT uid, global_id FROM sightings WHERE run_id = 2")}
+    assert kept == final  # the store keeps the offline pass's final ids
+    assert set(pred2[:, 1].astype(int)) == set(kept.values())
+    runs_table = store.query("SELECT clock_offset, clock_end, status FROM runs ORDER BY id")
+    assert runs_table[1]["clock_offset"] > runs_table[0]["clock_end"] and {r["status"] for r in runs_table} == {"ended"}
+    store.close()
+
+
+@needs_terrace
+def test_queries_list_show_export_and_search_rank_the_person_first(chained, embedder, tmp_path, capsys):
+    store_path, runs = chained
+    records, out, gt, pred = runs[1]
+    store = IdentityStore(store_path, readonly=True)
+    listing = list_identities(store)
+    ids = sorted({r["global_id"] for r in store.query("SELECT global_id FROM identities")})
+    assert f"{len(ids)} identities" in listing and time.strftime("%Z") in listing
+    sightings = sighting_rows(store, ids[0], thumbnails=True)
+    assert sightings == sorted(sightings, key=lambda s: s["start"]) and all(s["thumbnail"] for s in sightings)
+    sheet = contact_sheet(sightings)
+    assert sheet.shape[0] >= 128 and sheet.shape[1] >= 80 * min(len(sightings), 10)
+    csv_lines = export(store, "sightings", "csv").splitlines()
+    assert len(csv_lines) == 1 + store.query("SELECT count(*) AS n FROM sightings")[0]["n"]
+    assert [json.loads(line)["global_id"] for line in export(store, "identities", "jsonl").splitlines()] == ids
+
+    truth = person_ids(gt, pred)
+    config = latest_run_config(store)
+    hits = []
+    for person, global_id in truth.items():  # a crop of each person from a frame of the other part
+        rows = gt[(gt[:, 1] == person) & (gt[:, 0] == 1) & (gt[:, 6] > 60)]
+        if not len(rows):
+            continue
+        row = rows[len(rows) // 2]
+        capture = cv2.VideoCapture(records[0]["video"])
+        capture.set(cv2.CAP_PROP_POS_FRAMES, int(row[2]) - 1)
+        image = capture.read()[1]
+        x, y, w, h = (int(v) for v in row[3:7])
+        crop = normalise_colours(store, [image[y:y + h, x:x + w]], records[0]["name"])
+        hits.append(rank_identities(store, embedder, crop, config)[0][0] == global_id)
+    assert len(hits) >= 3 and np.mean(hits) >= 0.5, hits
+    store.close()
+
+    assert identities_main(["--store", str(store_path), "show", str(ids[0]), "--sheet", str(tmp_path / "s.png")]) == 0
+    assert cv2.imread(str(tmp_path / "s.png")).shape == sheet.shape
+    assert "sightings" in capsys.readouterr().out
+
+
+KILLS = 3
+
+
+@needs_terrace
+def test_kill_9_at_random_moments_leaves_a_sound_store_holding_every_assigned_line(parts, embedder, tmp_path):
+    scene, records = parts[0]
+    store = tmp_path / "ids.sqlite"
+    weights = describe_model(embedder).get("file") or ""
+    rng = np.random.default_rng(7)
+    for attempt in range(KILLS + 1):
+        out = tmp_path / f"run{attempt}"
+        config = run_config(scene, records, out, store)
+        command = [sys.executable, "-m", "tools.cli", "run", "--sources", *[r["video"] for r in records],
+                   "--detector", "mot", "--detector.det_files", *config.detector.det_files, "--detector.conf", "0.5",
+                   "--out", str(out), "--store", str(store), "--progress", "false", "--reid", weights]
+        if attempt < KILLS:  # ~40 commits: many moments to die between; the last run goes at full speed
+            command += ["--reid.batch_size", "2", "--tracklets.max_length", "20"]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO_ROOT,
+                                   env={**os.environ, "YOLO_OFFLINE": "1"})
+        if attempt < KILLS:  # after a random number of assigned lines, at a random instant
+            wanted, deadline = int(rng.integers(1, 20)), time.monotonic() + 120
+            while process.poll() is None and time.monotonic() < deadline and (
+                    not (out / "events.jsonl").is_file() or sum(e["event"] == "identity_assigned"
+                                                                for e in events(out)) < wanted):
+                time.sleep(0.02)
+            time.sleep(float(rng.uniform(0, 0.3)))
+            assert process.poll() is None, f"run {attempt} ended before it was killed"
+            os.kill(process.pid, signal.SIGKILL)
+        expected = -signal.SIGKILL if attempt < KILLS else 0
+        assert process.wait(120) == expected, process.stderr.read().decode()[-2000:]
+        process.stderr.close()
+        db = IdentityStore(store, readonly=True)
+        assert db.integrity() == "ok"
+        run_id = db.query("SELECT max(id) AS id FROM runs")[0]["id"]
+        assert run_id == attempt + 1
+        kept = {r["uid"]: r["online_id"] for r in db.query("SELECT uid, online_id FROM sightings WHERE run_id = ?",
+                                                            (run_id,))}
+        assigned = {e["uid"]: e["global_id"] for e in events(out) if e["event"] == "identity_assigned"}
+        assert assigned.items() <= kept.items()  # every line written has its sighting, with that id
+        earlier = {r["global_id"] for r in db.query("SELECT global_id FROM sightings WHERE run_id < ?", (run_id,))}
+        assert all(gid > max(earlier, default=0) for gid in set(assigned.values()) - earlier)  # never reused
+        db.close()
+    statuses = [r["status"] for r in IdentityStore(store, readonly=True).query("SELECT status FROM runs ORDER BY id")]
+    assert statuses == ["interrupted"] * KILLS + ["ended"]
+    assert any(e["how"] == "matched" and e["global_id"] in earlier for e in events(out)
+               if e["event"] == "identity_assigned")  # the last run resumed: people matched their stored ids
