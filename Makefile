@@ -11,7 +11,7 @@ export YOLO_OFFLINE := 1
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,ray]'
 	touch $@
 
 venv: $(BIN)/.installed

@@ -32,6 +32,10 @@ SHORTCUTS = {
     "--tracker": ("tracker.name", str, "per-camera tracker name (default: trackers.DEFAULT_TRACKER)"),
     "--out": ("output.out", str, "output folder"),
     "--duration": ("live.duration_s", float, "live mode: stop after SECONDS (default: run until SIGINT/SIGTERM)"),
+    "--backend": ("backend", str, "local (one process, default) | ray (cameras spread over a Ray cluster: "
+                  "pip install 'mtmc[ray]')"),
+    "--ray.address": ("ray.address", str, "ray backend: empty = start a local Ray runtime; auto or HOST:PORT = "
+                      "join that cluster"),
     "--store": ("store.path", str, "identity store (SQLite) to resume from and write to; default: "
                 "<out>/identities.sqlite for live runs, none for file runs; 'none': off"),
 }
@@ -116,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_pipeline_config(args.config, overrides_from_args(args))
         pipeline_class = LivePipeline if is_live_run(args.sources, config) else MultiCameraPipeline
+        if config.backend == "ray":
+            from pipeline.ray_backend import RayPipeline
+
+            pipeline_class = RayPipeline
         summary = pipeline_class(config).run(args.sources)
     except (UserError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
