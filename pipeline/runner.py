@@ -100,6 +100,7 @@ class MultiCameraPipeline:
 
     background_refit = False  # the online scene metric is refitted in place: reproducible runs
     store_by_default = False  # file runs keep an identity store only when store.path is given
+    batches_in_flight = MAX_BATCHES_IN_FLIGHT
 
     def __init__(self, config: PipelineConfig, detector: Detector | None = None, embedder: Any = None,
                  tracker_factory: Callable[[float], Any] | None = None, identity_stage: IdentityStage | None = None):
@@ -131,12 +132,16 @@ class MultiCameraPipeline:
         return state
 
     def _build_components(self, camera_ids: list[str]) -> None:
+        self._build_camera_components(camera_ids)
+        if self.embedder is None:
+            self.embedder = default_embedder(self.config, engine_threads())
+
+    def _build_camera_components(self, camera_ids: list[str]) -> None:
+        """Detector and tracker factory: what a camera worker of the Ray backend builds (pipeline/ray_backend)."""
         if self.detector is None:
             self.detector = create_detector(self.config.detector, camera_ids, self.config.device, engine_threads())
         if self.tracker_factory is None:
             self.tracker_factory = default_tracker_factory(self.config.tracker.name, self.config.tracker.overrides)
-        if self.embedder is None:
-            self.embedder = default_embedder(self.config, engine_threads())
 
     # ---- run ---------------------------------------------------------------------------------------
     def run(self, sources: Sequence[str | Source]) -> dict[str, Any]:
@@ -150,18 +155,11 @@ class MultiCameraPipeline:
         for state in states:
             if state.source is not None:
                 state.tracker = self.tracker_factory(state.source.fps)
-        out_dir = Path(self.config.output.out)
-        self.writer = OutputWriter(out_dir, camera_ids, spool=self.config.association.refine)
-        calibration = CameraCalibration.from_config(self.config.cameras, camera_ids)
-        self.buffer = self._tracklet_buffer(calibration)
-        self.identities = self.identity_stage or IdentityStage(self.config, background_refit=self.background_refit)
-        self.timer = StageTimer()
-        self.in_flight: deque[tuple[list[Tracklet], Future]] = deque()  # batches sent to the embedding worker
-        self.counts = defaultdict(int)
+        self._open_outputs(camera_ids, [s.spec for s in states])
+        self.buffer = self._tracklet_buffer(CameraCalibration.from_config(self.config.cameras, camera_ids))
         for state in states:
             if state.status == "failed":
                 self.writer.event("source_error", camera=state.camera_id, error=state.error, frame=None)
-        self.identities.open_store(self.config, self.embedder, [s.spec for s in states], self.store_by_default)
         try:
             started = time.perf_counter()
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as self.embed_worker:
@@ -177,6 +175,16 @@ class MultiCameraPipeline:
         finally:
             self.identities.close_store(colour_stats_of(self.buffer.colour))
         return summary
+
+    def _open_outputs(self, camera_ids: list[str], specs: list[str]) -> None:
+        """Output files, identity stage (and its store), timers: the associator of the Ray backend opens them too."""
+        self.writer = OutputWriter(Path(self.config.output.out), camera_ids, spool=self.config.association.refine)
+        self.identities = self.identity_stage or IdentityStage(self.config, background_refit=self.background_refit)
+        self.timer = StageTimer()
+        # batches sent to the embedding worker, with the running tracks' feet when they were cut
+        self.in_flight: deque[tuple[list[Tracklet], Future, dict | None]] = deque()
+        self.counts = defaultdict(int)
+        self.identities.open_store(self.config, self.embedder, specs, self.store_by_default)
 
     def _tracklet_buffer(self, calibration: CameraCalibration) -> TrackletBuffer:
         return TrackletBuffer(self.config.tracklets, calibration)
@@ -234,17 +242,23 @@ class MultiCameraPipeline:
     def _queue(self, finished: list[Tracklet], flush: bool = False) -> None:
         """Send the batches the identity stage wants embedded to the embedding worker; assign what is done."""
         for batch in self.identities.batches(finished, flush):
-            future = self.embed_worker.submit(self.timer.time, "embed", self.identities.embed, self.embedder, batch)
-            self.in_flight.append((batch, future))
+            # the running tracks' feet as the batch was cut (not when it comes back): runs stay reproducible
+            running = self.buffer.running_feet() if self.identities.uses_running_feet else None
+            self.in_flight.append((batch, self._submit_embedding(batch), running))
         self._assign_embedded()
 
-    def _assign_embedded(self, keep: int = MAX_BATCHES_IN_FLIGHT) -> None:
-        """Assign ids to embedded batches, oldest first, waiting for the oldest while more than ``keep`` are out."""
+    def _submit_embedding(self, batch: list[Tracklet]) -> Future:
+        return self.embed_worker.submit(self.timer.time, "embed", self.identities.embed, self.embedder, batch)
+
+    def _assign_embedded(self, keep: int | None = None) -> None:
+        """Assign ids to embedded batches, oldest first, waiting for the oldest while more than ``keep`` (default
+        ``batches_in_flight``) are out."""
+        keep = self.batches_in_flight if keep is None else keep
         while self.in_flight and (len(self.in_flight) > keep or self.in_flight[0][1].done()):
-            tracklets, future = self.in_flight.popleft()
+            tracklets, future, running = self.in_flight.popleft()
             embedded: Embedded = self.timer.time("embed_wait", future.result)
             assignments = self.timer.time("associate", self.identities.assign, tracklets, embedded,
-                                          self._crops_per_embed())
+                                          self._crops_per_embed(), running)
             self.timer.time("write", self._write, tracklets, assignments)
 
     def _crops_per_embed(self) -> int:
@@ -316,5 +330,6 @@ class MultiCameraPipeline:
             "sources": [s.report() for s in states],
             "failed_sources": failed,
             "store": self.identities.store_info or None,  # pipeline/store.py, when the run kept one
+            "reid_model": getattr(self.embedder, "model_info", None),  # file, sha256, training data of the embedder
             "config": config_to_dict(self.config),
         }

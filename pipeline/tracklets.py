@@ -133,6 +133,12 @@ class TrackletBuffer:
         finished.extend(self._expire(camera_id, frame_index))
         return finished
 
+    def running_feet(self, recent: int = 50) -> dict[tuple[str, int], np.ndarray]:
+        """(camera, track id) -> foot points (geometry.foot_points) of the last ``recent`` boxes of every running
+        tracklet: where the people being tracked are now, for geometry with tracklets of other cameras."""
+        return {key: foot_points(t.timestamps[-recent:], t.boxes[-recent:], t.visible[-recent:])
+                for key, t in self.active.items()}
+
     def flush(self, camera_id: str | None = None) -> list[Tracklet]:
         """Finalise every active tracklet (of one camera, or all): the source ended."""
         keys = [k for k in self.active if camera_id is None or k[0] == camera_id]

@@ -45,10 +45,12 @@ from pipeline.config import PipelineConfig, load_pipeline_config
 from pipeline.motio import read_mot_rows, rows_by_frame
 from pipeline.sinks import mtmc_lines
 from pipeline.tracklets import Tracklet
+from reid.model_store import best_model_file
 from tools.evaluation import evaluate_mtmc
 from trackers.geometry import iou_matrix
 
-Record = list[tuple[list[Tracklet], Embedded]]  # embedded batches in the order the pipeline assigned them
+# embedded batches in the order the pipeline assigned them, with the running tracks' feet at that moment
+Record = list[tuple[list[Tracklet], Embedded, dict | None]]
 
 
 def settings_key(*parts) -> str:
@@ -62,9 +64,9 @@ class RecordingStage(IdentityStage):
         super().__init__(config, background_refit)
         self.record: Record = []
 
-    def assign(self, tracklets, embedded, crops_per_embed=None):
-        self.record.append((list(tracklets), embedded))
-        return super().assign(tracklets, embedded, crops_per_embed)
+    def assign(self, tracklets, embedded, crops_per_embed=None, running=None):
+        self.record.append((list(tracklets), embedded, running))
+        return super().assign(tracklets, embedded, crops_per_embed, running)
 
 
 def record_run(config: PipelineConfig, sources: list[str], out: Path, live: bool = False) -> Record:
@@ -85,8 +87,8 @@ def replay(record: Record, config: PipelineConfig, info: dict | None = None, met
     offline pass (with ``metric`` instead of the one it would learn, when given)."""
     stage = IdentityStage(config)
     ids: dict[int, int] = {}
-    for tracklets, embedded in record:
-        ids.update({a.uid: a.global_id for a in stage.assign(tracklets, embedded)})
+    for tracklets, embedded, running in record:
+        ids.update({a.uid: a.global_id for a in stage.assign(tracklets, embedded, running=running)})
     final, _ = stage.finish(metric)
     if info is not None:
         info.update(stage.info)
@@ -96,7 +98,7 @@ def replay(record: Record, config: PipelineConfig, info: dict | None = None, met
 def observations_of(record: Record, config: PipelineConfig) -> list[Observation]:
     """Every recorded tracklet as the associator sees it (with foot points), in assignment order."""
     stage = IdentityStage(replace(config, association=replace(config.association, overlap=True)))
-    return [o for tracklets, embedded in record for o in stage.observations_of(tracklets, embedded)]
+    return [o for tracklets, embedded, _ in record for o in stage.observations_of(tracklets, embedded)]
 
 
 def write_mtmc(tracklets: list[Tracklet], ids: dict[int, int], cameras: list[str], path: Path) -> None:
@@ -262,8 +264,10 @@ def scene_sources(args: argparse.Namespace) -> tuple[list[str], list[str], list[
 
 def recorded(config: PipelineConfig, sources: list[str], cameras: list[str], cache: Path, live: bool) -> Record:
     """The pipeline's recorded batches for these settings, from the cache or from a fresh run."""
-    key = settings_key(cameras, sources, config.detector, config.tracker, config.tracklets, config.reid,
-                       clip_mode(config.association), config.max_frames, live)
+    model = config.reid.weights or str(best_model_file() or "zero-shot default")  # what Embedder() would load
+    # calibrated runs also record the running tracks' feet at each assignment (IdentityStage.uses_running_feet)
+    key = settings_key("record v2", cameras, sources, config.detector, config.tracker, config.tracklets, config.reid,
+                       model, clip_mode(config.association), config.max_frames, live, config.cameras)
     path = cache / f"record_{key}.pkl"
     if not path.is_file():
         path.write_bytes(pickle.dumps(record_run(replace(config, camera_ids=cameras), sources,
@@ -288,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     record = recorded(config, sources, cameras, cache, args.live)
     info: dict = {}
     ids = replay(record, config, info)
-    tracklets = [t for batch, _ in record for t in batch]
+    tracklets = [t for batch, _, _ in record for t in batch]
     observations = observations_of(record, config)
     result = {"negctl_shared": shared_ids(tracklets, ids, scene_cameras)} if args.extra else {}
     result["overlaps"] = [f"{f.first}-{f.second} {f.inliers}/{f.seeds}" for f in info.get("overlaps", [])]

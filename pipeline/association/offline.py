@@ -54,7 +54,7 @@ def refine_identities(observations: Sequence[Observation], online: dict[int, int
     distance = None if pair is None else _group_distances(members, pair, config.gallery_metric)
     cameras = [observations[positions[0]].camera_id for positions in members]
     overlapping = apply_overlap_evidence(distance, members, observations, cameras, threshold, config, calibration)
-    unlinked = separate_unlinked_cameras(distance, cameras, threshold, config)
+    unlinked = separate_unlinked_cameras(distance, cameras, threshold, config, overlapping)
     if info is not None:
         info["overlaps"] = overlapping
         info["metric"] = (f"scene metric from {metric.pairs} 'different' pairs" if metric is not None
@@ -85,14 +85,15 @@ def _track_feet(positions: list[int], observations: Sequence[Observation]) -> np
 
 
 def separate_unlinked_cameras(distance: np.ndarray | None, cameras: Sequence[str], threshold: float,
-                              config: AssociationConfig) -> list[tuple[str, str]]:
-    """Between two cameras with too little evidence of sharing people, allow only confident merges.
+                              config: AssociationConfig, overlapping: Sequence = ()) -> list[tuple[str, str]]:
+    """Between cameras with too little evidence of sharing people, allow only confident merges.
 
-    A confident link is a pair of their local tracks that are each other's nearest neighbour in the other
-    camera at under ``camera_link_ratio * threshold``. With at least ``camera_link_min_pairs`` of them the two
-    cameras evidently see the same people and merge at the usual threshold; with fewer, a merge across them
-    must itself be confident (distances at or above the limit become inf). Cameras that see the same people
-    give many confident links; a camera of another place gives none, yet one look-alike track of it can
+    A confident link is a pair of two cameras' local tracks that are each other's nearest neighbour in the other
+    camera at under ``camera_link_ratio * threshold``. Two cameras with at least ``camera_link_min_pairs`` of
+    them, or whose views overlap (``overlapping``: calibrated or learned), evidently see the same people, and so
+    do cameras joined through others (cam2 and cam3 both linked to cam1): all of these merge at the usual
+    threshold. Across cameras that no chain of evidence joins, a merge must itself be confident (distances at or
+    above the limit become inf). A camera of another place gives no links, yet one look-alike track of it can
     otherwise be absorbed by a cluster at the merge threshold (average linkage weighs one merge at a time,
     never the camera pair as a whole). Returns the pairs held to the confident limit; edits ``distance``."""
     if distance is None or config.camera_link_min_pairs <= 0:
@@ -100,12 +101,26 @@ def separate_unlinked_cameras(distance: np.ndarray | None, cameras: Sequence[str
     cameras = np.asarray(cameras)
     names = sorted(set(cameras.tolist()))
     limit = config.camera_link_ratio * threshold
+    group = {name: name for name in names}  # union-find over the cameras that evidently share people
+
+    def root(name: str) -> str:
+        while group[name] != name:
+            name = group[name]
+        return name
+
+    for pair in overlapping:
+        group[root(pair.first)] = root(pair.second)
+    for a, first in enumerate(names):
+        for second in names[a + 1:]:
+            block = distance[np.ix_(np.flatnonzero(cameras == first), np.flatnonzero(cameras == second))]
+            if _confident_links(block, limit) >= config.camera_link_min_pairs:
+                group[root(first)] = root(second)
     unlinked = []
     for a, first in enumerate(names):
         for second in names[a + 1:]:
-            rows, cols = np.flatnonzero(cameras == first), np.flatnonzero(cameras == second)
-            block = distance[np.ix_(rows, cols)]
-            if _confident_links(block, limit) < config.camera_link_min_pairs:
+            if root(first) != root(second):
+                rows, cols = np.flatnonzero(cameras == first), np.flatnonzero(cameras == second)
+                block = distance[np.ix_(rows, cols)]
                 block[block >= limit] = np.inf
                 distance[np.ix_(rows, cols)] = block
                 distance[np.ix_(cols, rows)] = block.T

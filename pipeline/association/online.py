@@ -130,6 +130,7 @@ class OnlineAssociator:
         self._refit_worker = ThreadPoolExecutor(1, "metric-refit") if background_refit else None
         self._refit: Future | None = None
         self._next_id = 1
+        self.running: dict[tuple[str, int], np.ndarray] = {}  # see assign
         self.now = float("-inf")  # latest tracklet end time seen: the clock for forgetting
 
     @property
@@ -154,8 +155,12 @@ class OnlineAssociator:
                 "open_tracks": sum(len(i.open_tracks) for i in self.identities.values()),
                 "metric_tracklets": len(self._metric_groups)}
 
-    def assign(self, observations: Sequence[Observation]) -> list[Assignment]:
-        """Assign a batch of finished tracklets; identities are updated before the next batch."""
+    def assign(self, observations: Sequence[Observation],
+               running: dict[tuple[str, int], np.ndarray] | None = None) -> list[Assignment]:
+        """Assign a batch of finished tracklets; identities are updated before the next batch. ``running``:
+        (camera, local track) -> recent foot points of the tracks still running, so calibrated cameras can
+        compare a new tracklet with where an identity's open tracks are now."""
+        self.running = running or {}
         self.centre.observe(np.asarray([o.embedding for o in observations if o.embedding is not None]))
         self._update_metric(observations)
         assignments, pending = [], []
@@ -236,12 +241,21 @@ class OnlineAssociator:
                     costs[row, column] = distance[row] * scale
         return costs, in_metric
 
+    def _feet_of(self, identity: Identity) -> dict[str, np.ndarray]:
+        """The identity's recent foot points per camera, with those of its tracks still running."""
+        feet = dict(identity.recent_feet)
+        for (camera, track), since in identity.open_tracks.items():
+            now = self.running.get((camera, track))
+            if now is not None and len(now):
+                feet[camera] = np.concatenate([feet[camera], now]) if camera in feet else now
+        return feet
+
     def _geometry_scale(self, identity: Identity, observation: Observation) -> float | None:
         """Calibrated cameras seeing the observation and the identity at the same times: 1 without evidence,
         overlap_same_scale where their feet meet on the ground, None (forbidden) where they are apart."""
         if self.calibration is None or observation.feet is None:
             return 1.0
-        for camera, feet in identity.recent_feet.items():
+        for camera, feet in self._feet_of(identity).items():
             homography = self.calibration.between(observation.camera_id, camera)
             if camera == observation.camera_id or homography is None:
                 continue

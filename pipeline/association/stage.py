@@ -82,6 +82,11 @@ class IdentityStage:
         return self.association.refine
 
     @property
+    def uses_running_feet(self) -> bool:
+        """Online assignment compares with running tracks' feet: only between calibrated cameras."""
+        return len(self.calibration.to_plane) >= 2
+
+    @property
     def wants_crop_features(self) -> bool:
         return clip_mode(self.association) == "all"
 
@@ -115,10 +120,11 @@ class IdentityStage:
                             crop_features=embedded.crop_features.get(t.uid), feet=t.feet)
                 for t in tracklets]
 
-    def assign(self, tracklets: Sequence[Tracklet], embedded: Embedded, crops_per_embed: int | None = None
-               ) -> list[Assignment]:
+    def assign(self, tracklets: Sequence[Tracklet], embedded: Embedded, crops_per_embed: int | None = None,
+               running: dict[tuple[str, int], np.ndarray] | None = None) -> list[Assignment]:
         """Online global ids for one embedded batch (call in batch order); ``crops_per_embed``: crops the
-        embedder ran per tracklet, for the counts (default: every kept crop)."""
+        embedder ran per tracklet, for the counts (default: every kept crop); ``running``: recent feet of the
+        tracks still running (TrackletBuffer.running_feet), used with calibrated cameras."""
         observations = self.observations_of(tracklets, embedded)
         for observation in observations:  # the store's clock (pipeline/store.py)
             observation.start_time += self.clock_offset
@@ -128,7 +134,7 @@ class IdentityStage:
         self.counts["crops_embedded"] += sum(min(len(t.crops), per_embed) for t in tracklets
                                              if t.uid in embedded.vectors)
         self.counts["crop_features"] += sum(len(c) for c in embedded.crop_features.values())
-        assignments = self.associator.assign(observations)
+        assignments = self.associator.assign(observations, running)
         self.assigned_ids.update(a.global_id for a in assignments)
         if self.store is not None:
             self._persist(tracklets, observations, assignments)
@@ -191,7 +197,8 @@ class IdentityStage:
 
     def _associator_state(self) -> identity_store.AssociatorState:
         centre = self.associator.centre
-        return identity_store.AssociatorState(max(self.next_id, self.associator.identities_issued + 1), centre.total, centre.count)
+        next_id = max(self.next_id, self.associator.identities_issued + 1)
+        return identity_store.AssociatorState(next_id, centre.total, centre.count)
 
     def _persist(self, tracklets: Sequence[Tracklet], observations: Sequence[Observation],
                  assignments: Sequence[Assignment]) -> None:
@@ -202,13 +209,15 @@ class IdentityStage:
         self.store.save_batch(sightings, [known[g] for g in {a.global_id for a in assignments} if g in known],
                               self._associator_state())
 
-    def _sighting(self, tracklet: Tracklet, observation: Observation, assignment: Assignment) -> identity_store.Sighting:
+    def _sighting(self, tracklet: Tracklet, observation: Observation, assignment: Assignment
+                  ) -> identity_store.Sighting:
         crops = tracklet.crops
         thumbnail = identity_store.thumbnail_jpeg(crops[len(crops) // 2], *self.thumbnail) if crops else None
-        return identity_store.Sighting(tracklet.uid, tracklet.camera_id, tracklet.track_id, tracklet.part, observation.start_time,
-                        observation.end_time, tracklet.first_frame + 1, tracklet.last_frame + 1, len(tracklet),
-                        assignment.global_id, assignment.how, assignment.distance, assignment.space, thumbnail,
-                        observation.crop_features if has_crop_features(observation) else None)
+        return identity_store.Sighting(
+            tracklet.uid, tracklet.camera_id, tracklet.track_id, tracklet.part, observation.start_time,
+            observation.end_time, tracklet.first_frame + 1, tracklet.last_frame + 1, len(tracklet),
+            assignment.global_id, assignment.how, assignment.distance, assignment.space, thumbnail,
+            observation.crop_features if has_crop_features(observation) else None)
 
     def _continue_numbering(self, final: dict[int, int]) -> dict[int, int]:
         """Clusters the offline pass numbered anew (from the largest online id + 1) take the next ids of the
