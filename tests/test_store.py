@@ -27,7 +27,7 @@ from pipeline.association.online import Identity
 from pipeline.config import load_pipeline_config
 from pipeline.motio import read_mtmc_rows
 from pipeline.runner import MultiCameraPipeline, default_embedder, engine_threads
-from pipeline.store import AssociatorState, IdentityStore, Sighting, StoreError, describe_model
+from pipeline.store import AssociatorState, IdentityStore, Sighting, StoreError
 from tools.bench_store import person_ids
 from tools.datasets.epfl_terrace import FrameRange, prepare_scene
 from tools.identities import (contact_sheet, export, latest_run_config, list_identities, main as identities_main,
@@ -283,14 +283,13 @@ KILLS = 3
 def test_kill_9_at_random_moments_leaves_a_sound_store_holding_every_assigned_line(parts, embedder, tmp_path):
     scene, records = parts[0]
     store = tmp_path / "ids.sqlite"
-    weights = describe_model(embedder).get("file") or ""
     rng = np.random.default_rng(7)
     for attempt in range(KILLS + 1):
         out = tmp_path / f"run{attempt}"
         config = run_config(scene, records, out, store)
         command = [sys.executable, "-m", "tools.cli", "run", "--sources", *[r["video"] for r in records],
                    "--detector", "mot", "--detector.det_files", *config.detector.det_files, "--detector.conf", "0.5",
-                   "--out", str(out), "--store", str(store), "--progress", "false", "--reid", weights]
+                   "--out", str(out), "--store", str(store), "--progress", "false"]  # the default model, as `embedder`
         if attempt < KILLS:  # ~40 commits: many moments to die between; the last run goes at full speed
             command += ["--reid.batch_size", "2", "--tracklets.max_length", "20"]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO_ROOT,
