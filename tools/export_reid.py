@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.seq_len is not None and args.seq_len < 1:
         print(f"error: --seq-len must be >= 1, got {args.seq_len}", file=sys.stderr)
-        return 2
+        return 1  # EXIT_FAILED (pipeline/cli.py): bad input, nothing ran
     try:
         if args.weights is not None:
             model, cfg, _ = load_checkpoint(args.weights)
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             model = build_model(cfg)
     except (CheckpointError, ConfigError, WeightsUnavailableError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 1  # EXIT_FAILED (pipeline/cli.py): bad input, nothing ran
     seq_len = args.seq_len or cfg.seq_len
     export_onnx(model, args.out, seq_len, tuple(cfg.input_size))
     cosine = onnx_vs_torch_cosine(model, args.out, seq_len, tuple(cfg.input_size))

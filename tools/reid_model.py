@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         _, cfg, meta = load_checkpoint(checkpoint)
     except (ConfigError, DatasetError, CheckpointError, WeightsUnavailableError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 1  # EXIT_FAILED (pipeline/cli.py): bad input, nothing ran
     metrics = meta.get("metrics") or {}
     data = str(Path(meta.get("data", "")).resolve())
     training_data = f"{cfg.backbone} {cfg.pretrained} weights, fine-tuned on {data} (train split)"

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         models = [(name, load_model(source)) for name, _, source in (m.partition("=") for m in args.model)]
     except (ConfigError, DatasetError, CheckpointError, WeightsUnavailableError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 1  # EXIT_FAILED (pipeline/cli.py): bad input, nothing ran
     for dataset in datasets.values():
         print(dataset.summary())
     rows = [row for name, (model, _) in models for row in score_model(name, model, datasets)]

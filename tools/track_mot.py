@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         speeds = run(args.data, args.out, args.tracker, args.config, args.interpolate)
     except (MOTFormatError, ConfigError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 1  # EXIT_FAILED (pipeline/cli.py): bad input, nothing ran
     for name, fps in speeds.items():
         print(f"{name:<20} {fps:9.0f} frames/s")
     print(f"wrote {len(speeds)} result files to {args.out}")

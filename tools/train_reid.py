@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         result = train(run)
     except (ConfigError, DatasetError, FileNotFoundError, WeightsUnavailableError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 1  # EXIT_FAILED (pipeline/cli.py): bad input, nothing ran
     first, last = result.losses[0], result.losses[-1]
     print(f"loss first {first['total']:.3f} -> last {last['total']:.3f}; {result.seconds:.0f} s")
     print("metrics:", json.dumps({k: round(v, 4) for k, v in result.metrics.items()}))
