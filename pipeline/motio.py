@@ -9,6 +9,7 @@ from __future__ import annotations
 import configparser
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -127,6 +128,12 @@ def read_mtmc_rows(path: str | Path) -> np.ndarray:
     Columns: camera_id, id, frame, x, y, w, h[, xworld, yworld] (space or comma separated);
     missing world coordinates are -1. Camera and frame must be integers (frame >= 1).
     """
+    return read_text_rows(path, _mtmc_row, 9)
+
+
+def read_text_rows(path: str | Path, parse_row: Callable[[str, str], list[float]], columns: int) -> np.ndarray:
+    """(N, columns) float64 rows of a text file, one per non-blank line, each parsed by ``parse_row(text,
+    "file:line")``, which raises MOTFormatError naming that place for a malformed line."""
     path = Path(path)
     if not path.is_file():
         raise MOTFormatError(f"{path}: file not found")
@@ -135,8 +142,8 @@ def read_mtmc_rows(path: str | Path) -> np.ndarray:
         for line_no, line in enumerate(handle, start=1):
             text = line.strip()
             if text:
-                rows.append(_mtmc_row(text, f"{path}:{line_no}"))
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 9)
+                rows.append(parse_row(text, f"{path}:{line_no}"))
+    return np.asarray(rows, dtype=np.float64).reshape(-1, columns)
 
 
 def _mtmc_row(text: str, where: str) -> list[float]:

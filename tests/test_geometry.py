@@ -98,3 +98,30 @@ def test_terrace_run_writes_ground_positions_and_links_the_two_real_views(tmp_pa
     assert all(len(truth) == 1 for truth in person_of.values()), person_of  # no id covers two people
     cameras_of = {gid: {n for n in (1, 2) if (mtmc[(mtmc[:, 0] == n), 1] == gid).any()} for gid in person_of}
     assert sum(len(c) == 2 for c in cameras_of.values()) >= len(people) - 1  # linked across the views
+
+
+def test_live_assignment_follows_where_the_identities_open_tracks_are_now():
+    """Two look-alikes are being tracked in camera a (their tracks still running); a new tracklet in camera b
+    joins the one whose running track stands where its feet are on the ground, never the other."""
+    from pipeline.association import Observation, OnlineAssociator
+    from pipeline.config import AssociationConfig
+
+    calibration = CameraCalibration({"a": np.eye(3), "b": np.eye(3)})  # one ground plane = both images
+    associator = OnlineAssociator(AssociationConfig(center=False, online_metric=False, threshold=0.5),
+                                  calibration=calibration)
+    look = np.array([1.0, 0.0])
+
+    def feet(start: float, x: float, n: int = 15) -> np.ndarray:  # time, foot x, foot y, body height 100
+        return np.column_stack([start + np.arange(n) / 25, np.full(n, x), np.full(n, 300.0), np.full(n, 100.0)])
+
+    first = [Observation(uid, "a", uid, 0.0, 0.56, look, continues=True, feet=feet(0.0, x))
+             for uid, x in ((1, 100.0), (2, 400.0))]
+    ids = {a.uid: a.global_id for a in associator.assign(first)}
+    near_the_second = Observation(3, "b", 7, 1.0, 1.56, look, feet=feet(1.0, 405.0))
+    running = {("a", 1): feet(1.0, 100.0), ("a", 2): feet(1.0, 402.0)}  # where the open tracks are now
+    assert associator.assign([near_the_second], running)[0].global_id == ids[2]
+    # without the running tracks there is no simultaneous evidence: appearance alone cannot tell them apart
+    fresh = OnlineAssociator(AssociationConfig(center=False, online_metric=False, threshold=0.5), calibration=calibration)
+    fresh.assign(first)
+    without = fresh.distance_matrix([near_the_second], list(fresh.identities.values()))[0]
+    assert without[0, 0] == without[0, 1]

@@ -97,7 +97,7 @@ def replay(record: Record, config: PipelineConfig, info: dict | None = None, met
 
 def observations_of(record: Record, config: PipelineConfig) -> list[Observation]:
     """Every recorded tracklet as the associator sees it (with foot points), in assignment order."""
-    stage = IdentityStage(replace(config, association=replace(config.association, overlap=True)))
+    stage = IdentityStage(config)
     return [o for tracklets, embedded, _ in record for o in stage.observations_of(tracklets, embedded)]
 
 

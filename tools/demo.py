@@ -61,12 +61,12 @@ def report(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:
-        argv = sys.argv[1:]
-    if "--scene" in argv and argv[argv.index("--scene") + 1:][:1] == ["terrace"]:  # the real two-camera benchmark
+    scene_parser = argparse.ArgumentParser(add_help=False)
+    scene_parser.add_argument("--scene", choices=("pets", "terrace"), default="pets")
+    scene, rest = scene_parser.parse_known_args(argv)
+    if scene.scene == "terrace":  # the real two-camera benchmark, with its own options
         from tools.bench_terrace import main as bench_terrace
 
-        rest = argv[:argv.index("--scene")] + argv[argv.index("--scene") + 2:]
         return bench_terrace(rest)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scene", choices=("pets", "terrace"), default="pets",

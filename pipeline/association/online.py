@@ -235,8 +235,9 @@ class OnlineAssociator:
                 in_metric[:, column] = ~np.isnan(metric_queries[:, 0])
                 metric_distance = reduce(1.0 - metric_queries @ self.metric.embed_each(np.asarray(means)).T, axis=1)
                 distance = np.where(in_metric[:, column], metric_distance, distance)
+            feet = self._feet_of(identity) if self.calibration is not None else {}
             for row, observation in enumerate(observations):
-                scale = self._geometry_scale(identity, observation) if self._feasible(identity, observation) else None
+                scale = self._geometry_scale(feet, observation) if self._feasible(identity, observation) else None
                 if scale is not None:
                     costs[row, column] = distance[row] * scale
         return costs, in_metric
@@ -250,12 +251,12 @@ class OnlineAssociator:
                 feet[camera] = np.concatenate([feet[camera], now]) if camera in feet else now
         return feet
 
-    def _geometry_scale(self, identity: Identity, observation: Observation) -> float | None:
+    def _geometry_scale(self, feet_by_camera: dict[str, np.ndarray], observation: Observation) -> float | None:
         """Calibrated cameras seeing the observation and the identity at the same times: 1 without evidence,
         overlap_same_scale where their feet meet on the ground, None (forbidden) where they are apart."""
         if self.calibration is None or observation.feet is None:
             return 1.0
-        for camera, feet in self._feet_of(identity).items():
+        for camera, feet in feet_by_camera.items():
             homography = self.calibration.between(observation.camera_id, camera)
             if camera == observation.camera_id or homography is None:
                 continue

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from configs import UserError, data_root
 from pipeline.geometry import project, read_homography
-from pipeline.motio import MOTFormatError
+from pipeline.motio import MOTFormatError, read_text_rows
 from tools.evaluation import check_unique_ids
 from tools.make_multicam import mtmc_gt_lines, write_gt
 
@@ -99,16 +99,7 @@ def read_vatic_rows(path: str | Path) -> np.ndarray:
 
     Raises MOTFormatError naming file and line for a malformed row.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise MOTFormatError(f"{path}: file not found")
-    rows = []
-    with path.open() as handle:
-        for line_no, line in enumerate(handle, start=1):
-            text = line.strip()
-            if text:
-                rows.append(_vatic_row(text, f"{path}:{line_no}"))
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 9)
+    return read_text_rows(path, _vatic_row, 9)
 
 
 def _vatic_row(text: str, where: str) -> list[float]:
