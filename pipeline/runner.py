@@ -323,6 +323,7 @@ class MultiCameraPipeline:
             # per-crop features for the scene metric (no extra pass)
             "crop_features": self.identities.counts["crop_features"],
             "refine_changes": self.identities.counts["refine_changes"],
+            "overlapping_views": self.identities.overlapping_views,  # pipeline/association/overlap.py
             "stage_ms_per_frame": {k: round(v, 3) for k, v in per_frame.items()},
             "wall_s": round(wall, 3),
             "throughput_fps": round(frames / wall, 2) if wall > 0 else None,

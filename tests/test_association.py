@@ -480,6 +480,62 @@ def test_no_overlap_fit_without_enough_agreeing_pairs():
     assert info["overlaps"] == []
 
 
+def wandering_feet(rng, people: int, seconds: float = 10.0, fps: float = 10.0) -> list[np.ndarray]:
+    """Foot points of people walking once round a circle (30 px/s, ~95 px across) from their own start."""
+    times = np.arange(0, seconds, 1 / fps)
+    feet = []
+    for person in range(people):
+        heading = rng.uniform(0, 2 * np.pi) + 2 * np.pi * times / seconds
+        steps = 30 / fps * np.column_stack([np.cos(heading), np.sin(heading)])
+        path = np.array([120.0 + 150 * person, 300.0]) + np.cumsum(steps, axis=0) + rng.normal(size=(len(times), 2))
+        feet.append(np.column_stack([times, path, np.full(len(times), 80.0)]))
+    return feet
+
+
+def few_people_whose_looks_change_across_views(people: int = 3) -> list:
+    """Cameras a and b see three people at once (b's view = SIMILARITY of a's), but b's lighting shifts every look
+    (same person at cosine distance 0.36, over the merge threshold 0.3): too few appearance-confident pairs to
+    fit the views' mapping from. Camera c, elsewhere at the same time, shows a's people's looks on its own paths."""
+    from pipeline.association import Observation
+
+    rng = np.random.default_rng(4)
+    feet_a = wandering_feet(rng, people)
+    feet = {"a": feet_a, "b": [seen_by_b(f, rng) for f in feet_a], "c": wandering_feet(np.random.default_rng(8), people)}
+    observations = []
+    for camera, tracks in feet.items():
+        for person, points in enumerate(tracks):
+            look = np.eye(8)[person] + (1.2 * np.eye(8)[7] if camera == "b" else 0.0) + 0.01 * rng.normal(size=8)
+            observations.append(Observation(len(observations) + 1, camera, person, 0.0, 9.9,
+                                            look / np.linalg.norm(look), feet=points))
+    return observations
+
+
+def test_few_people_walking_give_the_mapping_when_appearance_gives_too_few_seeds():
+    """The first half of EPFL Terrace in small: no appearance seeds, yet each person's path fits one mapping that
+    explains the others' paths too (verified by geometry), so the views link; no pair of b with c is made."""
+    from pipeline.association import refine_identities
+
+    observations = [o for o in few_people_whose_looks_change_across_views() if o.camera_id in ("a", "b")]
+    online = {o.uid: o.uid for o in observations}
+    appearance_only = refine_identities(observations, online, replace(plain_overlap_config(), overlap=False))
+    assert len(set(appearance_only.values())) == 6
+    info: dict = {}
+    final = refine_identities(observations, online, plain_overlap_config(), info)
+    assert [(f.first, f.second, f.inliers) for f in info["overlaps"]] == [("a", "b", 3)]
+    for person in range(3):
+        assert cluster_of(final, observations, "a", person) == {("a", person), ("b", person)}
+
+
+def test_paths_elsewhere_verify_no_mapping_even_when_looks_agree():
+    """Camera c shows a's looks on paths of its own: each proposed mapping explains only the pair it came from."""
+    from pipeline.association import refine_identities
+
+    observations = [o for o in few_people_whose_looks_change_across_views() if o.camera_id in ("a", "c")]
+    info: dict = {}
+    refine_identities(observations, {o.uid: o.uid for o in observations}, plain_overlap_config(), info)
+    assert info["overlaps"] == []
+
+
 def test_overlap_keys_are_checked():
     from configs import ConfigError
     from pipeline.config import load_pipeline_config

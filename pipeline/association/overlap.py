@@ -13,12 +13,18 @@ tracks gets a reprojection error: the median over common times of |H(foot in A) 
 the box height in B. Small means one person at one place; large means two people. Cameras that do not
 overlap (another place, or the same place at another time) give no consistent fit and no evidence.
 
+Few people, or views so different that few of them look alike across the cameras, give too few seeds. Then
+geometry proposes and verifies by itself (``verified_by_trajectories``): one simultaneous pair whose feet
+walk far enough is enough to fit a mapping, and a mapping that also explains other simultaneous pairs (one
+partner per track) that look more alike than the rest is the views' mapping. A wrong pair's mapping explains
+itself only: chance does not line up several people's paths.
+
     errors, fits = overlap_errors(feet, cameras, distance, threshold, config, calibration)   # nan = no evidence
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import cv2
@@ -28,6 +34,9 @@ from pipeline.config import AssociationConfig
 from pipeline.geometry import CameraCalibration, project
 
 POINTS_PER_PAIR = 30  # correspondences a seed pair contributes to the fit, so long tracks do not outvote short ones
+MIN_WALK = 0.5  # box heights the feet of a pair must cover on both image axes (10-90% range) to propose a mapping
+PROPOSALS = 20  # simultaneous pairs tried as proposals, most alike first
+MIN_VERIFIED = 3  # pairs (distinct tracks on both sides) a proposed mapping must explain
 
 
 @dataclass
@@ -62,8 +71,7 @@ def fit_homography(pairs: list[tuple[np.ndarray, np.ndarray]], config: Associati
     when it explains more pairs. Seed pairs often lie in a narrow strip (where the views overlap), and a
     full homography fitted there can match the strip while extrapolating wildly elsewhere, turning every
     simultaneous pair outside the strip into a false "different people"."""
-    sampled = [(a[idx], b[idx]) for a, b in pairs
-               for idx in [np.linspace(0, len(a) - 1, min(len(a), POINTS_PER_PAIR)).astype(int)]]
+    sampled = [_sampled(a, b, POINTS_PER_PAIR) for a, b in pairs]
     src = np.concatenate([a[:, 1:3] for a, _ in sampled])
     dst = np.concatenate([b[:, 1:3] for _, b in sampled])
     pixels = config.overlap_fit_error * float(np.median(np.concatenate([b[:, 3] for _, b in sampled])))
@@ -145,9 +153,11 @@ def _camera_pair(feet, rows: list[int], cols: list[int], distance: np.ndarray, t
     (homography, seeds, inliers)."""
     common = _simultaneous(feet, rows, cols, config)
     seeds = _mutual_nearest(common, distance, threshold)
-    if len(seeds) < config.overlap_min_pairs:
-        return None
-    fitted = fit_homography([common[pair] for pair in seeds], config)
+    fitted = fit_homography([common[pair] for pair in seeds], config) if len(seeds) >= config.overlap_min_pairs else None
+    if fitted is None:
+        seeds = verified_by_trajectories(common, distance, config)
+        fitted = fit_homography([common[pair] for pair in seeds], replace(config, overlap_min_pairs=MIN_VERIFIED)
+                                ) if seeds else None
     if fitted is None:
         return None
     homography, inliers = fitted
@@ -165,3 +175,64 @@ def _mutual_nearest(common: dict, distance: np.ndarray, threshold: float) -> lis
             best_of_row[i] = min(best_of_row.get(i, (np.inf, -1)), (d, j))
             best_of_col[j] = min(best_of_col.get(j, (np.inf, -1)), (d, i))
     return [(i, j) for i, (_, j) in best_of_row.items() if best_of_col[j][1] == i]
+
+
+def verified_by_trajectories(common: dict, distance: np.ndarray, config: AssociationConfig) -> list[tuple[int, int]]:
+    """The simultaneous pairs explained by the best mapping proposed from one pair's own trajectory; [] if none.
+
+    Proposals: the ``PROPOSALS`` most alike pairs whose feet cover ``MIN_WALK`` box heights (a short, standing
+    or straight track fits many mappings), each fitted alone (affine, homography). A proposal's explained
+    pairs (``_explained``) must span ``MIN_VERIFIED`` tracks on each side and look more alike than the
+    pairs it rejects. Constants chosen on the first half of EPFL Terrace with ground-truth boxes."""
+    walking = [pair for pair in sorted(common, key=lambda pair: distance[pair]) if _walk(common[pair][0]) >= MIN_WALK]
+    best: list[tuple[int, int]] = []
+    for pair in walking[:PROPOSALS]:
+        a, b = _sampled(*common[pair], 2 * POINTS_PER_PAIR)
+        pixels = config.overlap_fit_error * float(np.median(b[:, 3]))
+        for estimate in (_affine, _homography):
+            model = estimate(np.ascontiguousarray(a[:, 1:3]), np.ascontiguousarray(b[:, 1:3]), pixels)
+            if _usable(model):
+                explained = _explained(model, common, config.overlap_fit_error)
+                if len(explained) > len(best) and _look_alike(explained, common, distance):
+                    best = explained
+    return best if _tracks_on_each_side(best) >= MIN_VERIFIED else []
+
+
+def _walk(points: np.ndarray) -> float:
+    """How far the feet move across their main direction (a straight walk fixes no mapping): the 10-90% range
+    along the minor principal axis, in median box heights."""
+    centred = points[:, 1:3] - np.median(points[:, 1:3], axis=0)
+    along = centred @ np.linalg.svd(centred, full_matrices=False)[2].T
+    spread = np.percentile(along, 90, axis=0) - np.percentile(along, 10, axis=0)
+    return float(spread.min() / max(np.median(points[:, 3]), 1.0))
+
+
+def _sampled(a: np.ndarray, b: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.linspace(0, len(a) - 1, min(len(a), count)).astype(int)
+    return a[idx], b[idx]
+
+
+def _explained(model: np.ndarray, common: dict, limit: float) -> list[tuple[int, int]]:
+    """Pairs the mapping explains, lowest reprojection error first, skipping a pair whose track already has
+    a partner at the same times (a track broken in one camera can have several partners, one at a time)."""
+    errors = sorted((reprojection_error(model, *_sampled(*points, POINTS_PER_PAIR)), pair)
+                    for pair, points in common.items())
+    explained: list[tuple[int, int]] = []
+    for error, (i, j) in errors:
+        if error > limit:
+            break
+        times = common[i, j][0][:, 0]
+        if not any((i == k or j == m) and np.intersect1d(times, common[k, m][0][:, 0]).size
+                   for k, m in explained):
+            explained.append((i, j))
+    return explained
+
+
+def _tracks_on_each_side(pairs: list[tuple[int, int]]) -> int:
+    return min(len({i for i, _ in pairs}), len({j for _, j in pairs}))
+
+
+def _look_alike(explained: list[tuple[int, int]], common: dict, distance: np.ndarray) -> bool:
+    """Appearance agrees with the geometry: explained pairs are closer (median) than the other simultaneous pairs."""
+    others = [distance[pair] for pair in common if pair not in set(explained)]
+    return not others or float(np.median([distance[pair] for pair in explained])) < float(np.median(others))

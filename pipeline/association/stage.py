@@ -157,6 +157,13 @@ class IdentityStage:
         return final, f"offline (online assignment + global refinement pass, {self.info['metric']})"
 
     @property
+    def overlapping_views(self) -> list[dict[str, Any]]:
+        """Camera pairs the offline pass found to share a view: calibrated, or learned from the run with the
+        number of simultaneous pairs of tracks the learned mapping explains."""
+        return [{"cameras": [f.first, f.second], "source": f.source, "pairs": f.inliers}
+                for f in self.info.get("overlaps", [])]
+
+    @property
     def identities(self) -> int:
         return len(self.assigned_ids)
 
