@@ -105,7 +105,7 @@ CREATE TABLE sightings (
     frames INTEGER NOT NULL,           -- boxes
     global_id INTEGER NOT NULL,        -- final (after a file run's offline pass)
     online_id INTEGER NOT NULL,        -- as identity_assigned gave it
-    how TEXT NOT NULL,                 -- matched | new | continued
+    how TEXT NOT NULL,                 -- matched | new | continued | relinked
     distance REAL,
     space TEXT,
     thumbnail BLOB,                    -- JPEG

@@ -536,6 +536,33 @@ def test_paths_elsewhere_verify_no_mapping_even_when_looks_agree():
     assert info["overlaps"] == []
 
 
+def test_live_mode_learns_the_views_and_relinks_a_person_given_two_ids_before_they_were_known():
+    """Live mode has no offline pass: it learns the views from its recent tracklets (the offline pass's way), and
+    a track given a second id before the views were known goes on under the first id once its feet meet the
+    first identity's running track on the ground."""
+    from pipeline.association import OnlineAssociator
+    from pipeline.association.offline import learn_view_overlaps
+
+    observations = [o for o in few_people_whose_looks_change_across_views() if o.camera_id in ("a", "b")]
+    config = plain_overlap_config(refine=False, threshold=0.3)
+    assert [(f.first, f.second) for f in learn_view_overlaps(observations, config)] == [("a", "b")]
+    homography = learn_view_overlaps(observations, config)[0].homography
+
+    def part(o, start: float, end: float, uid_offset: int = 0):
+        keep = (o.feet[:, 0] >= start) & (o.feet[:, 0] < end)
+        return replace(o, uid=o.uid + uid_offset, start_time=start, end_time=end - 0.1, continues=True, feet=o.feet[keep])
+
+    person_a, person_b = [o for o in observations if o.track_id == 0]
+    associator = OnlineAssociator(config)
+    ids = {a.uid: a.global_id for a in associator.assign([part(person_a, 0, 5), part(person_b, 0, 5)])}
+    assert ids[person_a.uid] != ids[person_b.uid]  # looks alone (0.36 > 0.3): two ids
+    associator.learned_views = {("a", "b"): homography}
+    running = {("a", 0): part(person_a, 5, 10).feet}  # where a's track is now
+    relinked = associator.assign([part(person_b, 5, 10, uid_offset=100)], running)[0]
+    assert (relinked.global_id, relinked.how) == (ids[person_a.uid], "relinked")
+    assert associator.by_track["b", 0] == ids[person_a.uid]  # the track goes on under it
+
+
 def test_overlap_keys_are_checked():
     from configs import ConfigError
     from pipeline.config import load_pipeline_config

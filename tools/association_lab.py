@@ -265,9 +265,12 @@ def scene_sources(args: argparse.Namespace) -> tuple[list[str], list[str], list[
 def recorded(config: PipelineConfig, sources: list[str], cameras: list[str], cache: Path, live: bool) -> Record:
     """The pipeline's recorded batches for these settings, from the cache or from a fresh run."""
     model = config.reid.weights or str(best_model_file() or "zero-shot default")  # what Embedder() would load
-    # calibrated runs also record the running tracks' feet at each assignment (IdentityStage.uses_running_feet)
+    # calibrated runs, and live runs that learn the views, also record the running tracks' feet at each
+    # assignment (IdentityStage.uses_running_feet)
+    running_feet = live and IdentityStage(config).uses_running_feet
     key = settings_key("record v2", cameras, sources, config.detector, config.tracker, config.tracklets, config.reid,
-                       model, clip_mode(config.association), config.max_frames, live, config.cameras)
+                       model, clip_mode(config.association), config.max_frames, live, config.cameras,
+                       *(["running feet"] if running_feet else []))
     path = cache / f"record_{key}.pkl"
     if not path.is_file():
         path.write_bytes(pickle.dumps(record_run(replace(config, camera_ids=cameras), sources,

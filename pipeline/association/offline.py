@@ -42,11 +42,7 @@ def refine_identities(observations: Sequence[Observation], online: dict[int, int
     ``metric``, when given, is used instead of one learned from this run (e.g. one fitted on another run).
     """
     metric = metric if metric is not None else _fit_metric(observations, config)
-    if metric is not None:
-        pair, threshold = _metric_pair_distances(metric, observations), config.metric_threshold
-    else:
-        pair = _pair_distances(observations, config.center)
-        threshold = config.refine_threshold if config.refine_threshold >= 0 else config.threshold
+    pair, threshold = _distances(observations, config, metric)
     members = _group_by_track(observations)
     if pair is not None and config.split_ratio > 0:
         members = split_at_switches(members, pair, config.split_ratio * threshold)
@@ -62,6 +58,31 @@ def refine_identities(observations: Sequence[Observation], online: dict[int, int
         info["unlinked_cameras"] = unlinked
     _agglomerate(clusters, distance, threshold, config.transitions)
     return _renumber(clusters, members, observations, online)
+
+
+def learn_view_overlaps(observations: Sequence[Observation], config: AssociationConfig,
+                        metric: SceneMetric | None = None, calibration: CameraCalibration | None = None) -> list:
+    """The camera pairs whose views overlap, learned from these observations as the offline pass learns them
+    (pipeline/association/overlap.py), for live mode, which has no offline pass: its recent tracklets, the
+    online scene metric. Calibrated pairs are left out (their calibration is known)."""
+    pair, threshold = _distances(observations, config, metric)
+    if pair is None or not config.overlap:
+        return []
+    members = _group_by_track(observations)
+    distance = _group_distances(members, pair, config.gallery_metric)
+    feet = [_track_feet(positions, observations) for positions in members]
+    cameras = [observations[positions[0]].camera_id for positions in members]
+    _, fits = overlap_errors(feet, cameras, distance, threshold, config, calibration)
+    return [fit for fit in fits if fit.source == "learned"]
+
+
+def _distances(observations: Sequence[Observation], config: AssociationConfig, metric: SceneMetric | None
+               ) -> tuple[np.ndarray | None, float]:
+    """Tracklet pair distances and the merge threshold: in the scene metric when there is one, else cosine."""
+    if metric is not None:
+        return _metric_pair_distances(metric, observations), config.metric_threshold
+    return (_pair_distances(observations, config.center),
+            config.refine_threshold if config.refine_threshold >= 0 else config.threshold)
 
 
 def apply_overlap_evidence(distance: np.ndarray | None, members: list[list[int]], observations: Sequence[Observation],

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.association.offline import refine_identities
+from pipeline.association.offline import learn_view_overlaps, refine_identities
 from pipeline.association.online import Identity, OnlineAssociator
 from pipeline.association.records import Assignment, Observation, has_crop_features
 from pipeline.association.scene_metric import SceneMetric
@@ -49,6 +49,7 @@ def clip_mode(config: AssociationConfig) -> str:
     return "all" if config.scene_metric and (config.refine or config.online_metric) else "even"
 
 
+VIEWS_RELEARN_EVERY = 32  # live mode: tracklets between two learnings of the overlapping views
 STORED_ID_SHARE = 1 / 3  # of a cluster's tracklets matched to a stored identity for it to take that id back:
 # a lone wrong online match does not hand a new person an old id
 
@@ -66,6 +67,8 @@ class IdentityStage:
         self.associator = OnlineAssociator(config.association, background_refit=background_refit,
                                            calibration=self.calibration)
         self.observations: list[Observation] = []  # kept for the offline pass only
+        self.recent: deque[Observation] = deque(maxlen=config.association.metric_window)  # live: views learnt from
+        self._unlearned = 0  # tracklets since the views were last learned
         self.online_ids: dict[int, int] = {}  # uid -> online id, for the offline pass's numbering
         self.waiting: list[Tracklet] = []
         self.info: dict[str, Any] = {}  # the offline pass's report (refine_identities' info)
@@ -82,9 +85,15 @@ class IdentityStage:
         return self.association.refine
 
     @property
+    def learns_views(self) -> bool:
+        """Live mode (no offline pass) learns which views overlap from its recent tracklets as it runs."""
+        return not self.offline and self.association.overlap
+
+    @property
     def uses_running_feet(self) -> bool:
-        """Online assignment compares with running tracks' feet: only between calibrated cameras."""
-        return len(self.calibration.to_plane) >= 2
+        """Online assignment compares with running tracks' feet: between calibrated cameras, or live mode's
+        learned views."""
+        return len(self.calibration.to_plane) >= 2 or self.learns_views
 
     @property
     def wants_crop_features(self) -> bool:
@@ -134,6 +143,8 @@ class IdentityStage:
         self.counts["crops_embedded"] += sum(min(len(t.crops), per_embed) for t in tracklets
                                              if t.uid in embedded.vectors)
         self.counts["crop_features"] += sum(len(c) for c in embedded.crop_features.values())
+        if self.learns_views:
+            self._learn_views(observations)
         assignments = self.associator.assign(observations, running)
         self.assigned_ids.update(a.global_id for a in assignments)
         if self.store is not None:
@@ -142,6 +153,19 @@ class IdentityStage:
             self.observations += observations
             self.online_ids.update({a.uid: a.global_id for a in assignments})
         return assignments
+
+    def _learn_views(self, observations: Sequence[Observation]) -> None:
+        """Learn the overlapping views from the recent window with this batch, before it is assigned: at every
+        batch until some views are found (an identity split across the views early stays split), then every
+        VIEWS_RELEARN_EVERY tracklets (the offline pass learns them once, from the whole run)."""
+        self.recent.extend(o for o in observations if o.feet is not None)
+        self._unlearned += len(observations)
+        if self.associator.learned_views and self._unlearned < VIEWS_RELEARN_EVERY:
+            return
+        self._unlearned = 0
+        fits = learn_view_overlaps(list(self.recent), self.association, self.associator.metric, self.calibration)
+        self.associator.learned_views = {(f.first, f.second): f.homography for f in fits}
+        self.info["overlaps"] = fits
 
     def finish(self, metric: SceneMetric | None = None) -> tuple[dict[int, int] | None, str]:
         """(uid -> final global id, mode) after the offline pass; (None, "online") without one. ``metric``: a

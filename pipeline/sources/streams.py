@@ -17,6 +17,7 @@ Credentials in URLs never leave this module: logs, warnings, errors and reports 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
@@ -171,6 +172,7 @@ class StreamSource:
         self._ever_connected = False
         self._thread = threading.Thread(target=self._run, name=f"stream-{self.camera_id}", daemon=True)
         self._thread.start()
+        atexit.register(self._join_at_exit)
 
     def __repr__(self) -> str:
         return f"StreamSource({self.url!r}, camera_id={self.camera_id!r}, state={self.state.value})"
@@ -224,6 +226,13 @@ class StreamSource:
             log.info("%s: reader still blocked in the network; it exits at its open or read timeout",
                      self.camera_id)
         self._set_state(StreamState.CLOSED, "closed")
+
+    def _join_at_exit(self) -> None:
+        """At interpreter exit, wait (bounded by the network timeouts) for a reader that close() left blocked in
+        an open or read: exiting while FFmpeg is inside one aborts the process ('terminate called without an
+        active exception', exit code -6) after every output was written."""
+        self._stop.set()
+        self._thread.join(self.options.open_timeout_s + self.options.read_timeout_s + 1.0)
 
     # ---- reader thread ---------------------------------------------------------------------------
     def _run(self) -> None:
