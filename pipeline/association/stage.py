@@ -50,6 +50,7 @@ def clip_mode(config: AssociationConfig) -> str:
 
 
 VIEWS_RELEARN_EVERY = 32  # live mode: tracklets between two learnings of the overlapping views
+VIEWS_EAGER = 128  # live mode: until this many tracklets, learn the views at every batch while none are known
 STORED_ID_SHARE = 1 / 3  # of a cluster's tracklets matched to a stored identity for it to take that id back:
 # a lone wrong online match does not hand a new person an old id
 
@@ -156,11 +157,13 @@ class IdentityStage:
 
     def _learn_views(self, observations: Sequence[Observation]) -> None:
         """Learn the overlapping views from the recent window with this batch, before it is assigned: at every
-        batch until some views are found (an identity split across the views early stays split), then every
-        VIEWS_RELEARN_EVERY tracklets (the offline pass learns them once, from the whole run)."""
+        batch while none are found in the first VIEWS_EAGER tracklets (an identity split across the views early
+        stays split), otherwise every VIEWS_RELEARN_EVERY tracklets (cameras that share no view must not pay
+        at every batch; the offline pass learns the views once, from the whole run)."""
         self.recent.extend(o for o in observations if o.feet is not None)
         self._unlearned += len(observations)
-        if self.associator.learned_views and self._unlearned < VIEWS_RELEARN_EVERY:
+        eager = not self.associator.learned_views and len(self.recent) < VIEWS_EAGER
+        if not eager and self._unlearned < VIEWS_RELEARN_EVERY:
             return
         self._unlearned = 0
         fits = learn_view_overlaps(list(self.recent), self.association, self.associator.metric, self.calibration)
