@@ -321,3 +321,28 @@ def test_kill_9_at_random_moments_leaves_a_sound_store_holding_every_assigned_li
     assert statuses == ["interrupted"] * KILLS + ["ended"]
     assert any(e["how"] == "matched" and e["global_id"] in earlier for e in events(out)
                if e["event"] == "identity_assigned")  # the last run resumed: people matched their stored ids
+
+
+def test_a_person_in_view_across_the_restart_takes_back_their_id_on_timing_and_a_looser_look():
+    """The end of run 1 saw someone only as they entered (a short gallery); run 2's offline pass finds them from its
+    first seconds, 1.5 x the threshold from that gallery: in view on both sides of the restart, they take the id
+    back. Someone first seen later in run 2, or an identity that left long before the restart, does not."""
+    from collections import deque
+
+    from pipeline.association import IdentityStage, Observation
+    from pipeline.association.online import Identity
+    from pipeline.config import PipelineConfig
+
+    stage = IdentityStage(PipelineConfig())
+    threshold = stage.association.threshold
+    look = np.array([1.0, 0.0, 0.0])
+    near = np.array([1.0 - 1.5 * threshold, np.sqrt(1 - (1.0 - 1.5 * threshold) ** 2), 0.0])  # cosine 1.5 x thr away
+    stage.clock_offset = 20.0  # the last run ended at 19 (store.RUN_GAP_S = 1)
+    for global_id, last_seen in ((4, 18.5), (5, 3.0)):  # 4 in view at the end, 5 left long before
+        stage.associator.identities[global_id] = Identity(global_id, deque([look]), deque([None]), last_seen=last_seen)
+        stage.resumed[global_id] = ([look], [None], last_seen)
+    stage.observations = [Observation(1, "c1", 1, 20.2, 26.0, near), Observation(2, "c1", 1, 26.0, 32.0, near),
+                          Observation(3, "c2", 7, 40.0, 46.0, look)]  # 3: first seen 20 s into the run
+    assert stage._carry_over_restart({1: 9, 2: 9, 3: 10}) == {1: 4, 2: 4, 3: 10}
+    stage.resumed[4] = ([look], [None], 12.0)  # 4 too left 7 s before the restart: nobody takes an id
+    assert stage._carry_over_restart({1: 9, 2: 9, 3: 10}) == {1: 9, 2: 9, 3: 10}

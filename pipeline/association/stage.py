@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from pipeline.association.offline import learn_view_overlaps, refine_identities
 from pipeline.association.online import Identity, OnlineAssociator
@@ -53,6 +54,8 @@ VIEWS_RELEARN_EVERY = 32  # live mode: tracklets between two learnings of the ov
 VIEWS_EAGER = 128  # live mode: until this many tracklets, learn the views at every batch while none are known
 STORED_ID_SHARE = 1 / 3  # of a cluster's tracklets matched to a stored identity for it to take that id back:
 # a lone wrong online match does not hand a new person an old id
+RESTART_WINDOW_S = 5.0  # store clock: seen this close to the end of the last run / the start of this one
+RESTART_MATCH_RATIO = 2.0  # x the threshold: how far a person in view across a restart may look from their gallery
 
 
 class IdentityStage:
@@ -256,9 +259,9 @@ class IdentityStage:
     def _continue_numbering(self, final: dict[int, int]) -> dict[int, int]:
         """Clusters the offline pass numbered anew (from the largest online id + 1) take the next ids of the
         associator's sequence instead, so that no id of an earlier run on the store is given again."""
-        final = self._prefer_stored_ids(final)
+        final = self._carry_over_restart(self._prefer_stored_ids(final))
         online = set(self.online_ids.values())
-        fresh = sorted({g for g in final.values() if g not in online})
+        fresh = sorted({g for g in final.values() if g not in online and g not in self.resumed})
         first = self.associator.identities_issued + 1
         renumber = {old: first + k for k, old in enumerate(fresh)}
         self.next_id = first + len(fresh)
@@ -282,6 +285,32 @@ class IdentityStage:
             if chosen is not None:
                 renamed[global_id] = chosen
                 used.add(chosen)
+        return {uid: renamed.get(global_id, global_id) for uid, global_id in final.items()}
+
+    def _carry_over_restart(self, final: dict[int, int]) -> dict[int, int]:
+        """People in view across the restart: a cluster of this run with no stored id, seen from the run's first
+        RESTART_WINDOW_S, takes a stored id left unclaimed whose identity was seen in the last RESTART_WINDOW_S
+        of the previous run, when it looks like that identity's gallery within RESTART_MATCH_RATIO x the
+        threshold (median over the cluster's tracklets; one to one, Hungarian). A glimpse at the end of a run
+        (a person entering) is too little gallery for the usual threshold, the timing says who it was."""
+        previous_end = self.clock_offset - identity_store.RUN_GAP_S
+        used = set(final.values())
+        stored = [self.associator.identities[g] for g, (_, _, last_seen) in self.resumed.items()
+                  if g not in used and g in self.associator.identities and last_seen >= previous_end - RESTART_WINDOW_S]
+        clusters: dict[int, list[Observation]] = {}
+        for observation in self.observations:
+            clusters.setdefault(final[observation.uid], []).append(observation)
+        fresh = [g for g, members in clusters.items() if g not in self.resumed
+                 and min(o.start_time for o in members) <= self.clock_offset + RESTART_WINDOW_S]
+        if not stored or not fresh:
+            return final
+        cost = np.full((len(fresh), len(stored)), np.inf)
+        for row, global_id in enumerate(fresh):
+            distance, in_metric = self.associator.distance_matrix(clusters[global_id], stored)
+            threshold = np.where(in_metric, self.association.metric_threshold, self.association.threshold)
+            cost[row] = np.median(distance / threshold, axis=0)
+        rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e9))
+        renamed = {fresh[r]: stored[c].global_id for r, c in zip(rows, cols) if cost[r, c] < RESTART_MATCH_RATIO}
         return {uid: renamed.get(global_id, global_id) for uid, global_id in final.items()}
 
     def _final_identities(self, final: dict[int, int]) -> list[Identity]:
