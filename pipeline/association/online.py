@@ -171,7 +171,7 @@ class OnlineAssociator:
             if known is not None and not self.identities[known].busy(observation):
                 older = self._older_identity_here(observation, self.identities[known])
                 assignments.append(self._continue(observation, self.identities[known]) if older is None
-                                   else self._relink(observation, older))
+                                   else self._relink(observation, self.identities[known], older))
             else:  # new track, or a continuation that would put its identity twice in one frame
                 pending.append(observation)
         while pending:
@@ -356,8 +356,10 @@ class OnlineAssociator:
                 best, best_cost = candidate, cost
         return best
 
-    def _relink(self, observation: Observation, identity: Identity) -> Assignment:
-        """The track goes on under ``identity`` (its tracklets from now on); its old identity keeps its past."""
+    def _relink(self, observation: Observation, previous: Identity, identity: Identity) -> Assignment:
+        """The track goes on under ``identity`` (its tracklets from now on); ``previous`` keeps its past and is
+        no longer held in that camera by the track."""
+        previous.open_tracks.pop((observation.camera_id, observation.track_id), None)
         self._record(observation, identity)
         return Assignment(observation.uid, identity.global_id, float("nan"), "relinked")
 
