@@ -15,6 +15,9 @@ needs_terrace = pytest.mark.skipif(not (TERRACE / "terrace1-c0.mp4").is_file(),
                                    reason=f"EPFL Terrace absent under {TERRACE} (set MTMC_DATA)")
 
 
+LIVE_LINKED = 5  # of the 6 people, with one id in both views in live mode (6 measured)
+
+
 def cameras(*entries):
     return load_pipeline_config(None, {"cameras": [dict(e) for e in entries]}).cameras
 
@@ -100,6 +103,27 @@ def test_terrace_run_writes_ground_positions_and_links_the_two_real_views(tmp_pa
     assert sum(len(c) == 2 for c in cameras_of.values()) >= len(people) - 1  # linked across the views
 
 
+def majority_ids(records: list[dict], scene, out) -> list[dict[int, int]]:
+    """Per camera: ground-truth person -> the global id most of their boxes got in ``out``/mtmc.txt (people with
+    100+ matched boxes; the tracker reports Kalman-filtered boxes, matched to the nearest gt box)."""
+    from pipeline.motio import read_mot_rows
+
+    mtmc = read_mot_rows(out / "mtmc.txt", min_columns=9)
+    ids_of_person = []
+    for number, record in enumerate(records, start=1):
+        gt = read_mot_rows(scene / "gt" / record["name"] / "gt" / "gt.txt")
+        votes: dict[int, dict[int, int]] = {}
+        for row in mtmc[mtmc[:, 0] == number]:
+            same_frame = gt[gt[:, 0] == row[2]]
+            offset = np.abs(same_frame[:, 2:6] - row[3:7]).sum(1) if len(same_frame) else np.zeros(0)
+            if len(offset) and offset.min() < 12:
+                person = int(same_frame[offset.argmin(), 1])
+                votes.setdefault(person, {}).setdefault(int(row[1]), 0)
+                votes[person][int(row[1])] += 1
+        ids_of_person.append({p: max(v, key=v.get) for p, v in votes.items() if sum(v.values()) >= 100})
+    return ids_of_person
+
+
 @needs_terrace
 def test_terrace_first_half_links_the_two_real_views_without_calibration(tmp_path):
     """Frames 0-899: only four people, whose looks change too much across the views for appearance alone to
@@ -117,23 +141,30 @@ def test_terrace_first_half_links_the_two_real_views_without_calibration(tmp_pat
     summary = MultiCameraPipeline(config).run([r["video"] for r in records])
     assert [(o["cameras"], o["source"]) for o in summary["overlapping_views"]] == \
         [([r["name"] for r in records], "learned")]
-    mtmc = read_mot_rows(tmp_path / "out" / "mtmc.txt", min_columns=9)
-    ids_of_person: list[dict[int, int]] = []  # per camera: gt person -> the id most of their boxes got
-    for number, record in enumerate(records, start=1):
-        gt = read_mot_rows(tmp_path / "scene" / "gt" / record["name"] / "gt" / "gt.txt")
-        votes: dict[int, dict[int, int]] = {}
-        for row in mtmc[mtmc[:, 0] == number]:
-            same_frame = gt[gt[:, 0] == row[2]]
-            offset = np.abs(same_frame[:, 2:6] - row[3:7]).sum(1) if len(same_frame) else np.zeros(0)
-            if len(offset) and offset.min() < 12:
-                person = int(same_frame[offset.argmin(), 1])
-                votes.setdefault(person, {}).setdefault(int(row[1]), 0)
-                votes[person][int(row[1])] += 1
-        ids_of_person.append({p: max(v, key=v.get) for p, v in votes.items() if sum(v.values()) >= 100})
+    ids_of_person = majority_ids(records, tmp_path / "scene", tmp_path / "out")
     in_both = set(ids_of_person[0]) & set(ids_of_person[1])
     assert len(in_both) >= 3
     assert all(ids_of_person[0][p] == ids_of_person[1][p] for p in in_both), ids_of_person
     assert len({ids_of_person[0][p] for p in in_both}) == len(in_both)  # one id per person
+
+
+@needs_terrace
+def test_terrace_live_learns_the_views_and_links_people_across_them_without_calibration(tmp_path):
+    """Live mode (no offline pass) on the whole clip with ground-truth boxes and no calibration: it learns that the
+    views overlap as it runs and relinks people given a second id before it knew (was: 2 of 6 linked)."""
+    from pipeline.live import LivePipeline
+    from tools.datasets.epfl_terrace import prepare_scene
+
+    records = prepare_scene(tmp_path / "scene", None)
+    det_files = [str(tmp_path / "scene" / "gt" / r["name"] / "gt" / "gt.txt") for r in records]
+    config = load_pipeline_config(None, {"detector.name": "mot", "detector.det_files": det_files, "detector.conf": 0.5,
+                                         "progress": False, "output.out": str(tmp_path / "out"),
+                                         "association.refine": False})
+    summary = LivePipeline(config).run([r["video"] for r in records])
+    assert [o["source"] for o in summary["overlapping_views"]] == ["learned"]
+    first, second = majority_ids(records, tmp_path / "scene", tmp_path / "out")
+    linked = [p for p in set(first) & set(second) if first[p] == second[p]]
+    assert len(linked) >= LIVE_LINKED, (first, second)
 
 
 def test_live_assignment_follows_where_the_identities_open_tracks_are_now():
