@@ -35,6 +35,7 @@ def _test_fixtures():
     """The test suite's real RTSP server (tests/rtsp_fixtures.py): not part of the installed package."""
     spec = importlib.util.spec_from_file_location("rtsp_fixtures", ROOT / "tests" / "rtsp_fixtures.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there while it executes
     spec.loader.exec_module(module)
     return module
 
