@@ -70,9 +70,8 @@ def learn_view_overlaps(observations: Sequence[Observation], config: Association
         return []
     members = _group_by_track(observations)
     distance = _group_distances(members, pair, config.gallery_metric)
-    feet = [_track_feet(positions, observations) for positions in members]
     cameras = [observations[positions[0]].camera_id for positions in members]
-    _, fits = overlap_errors(feet, cameras, distance, threshold, config, calibration)
+    fits = apply_overlap_evidence(distance, members, observations, cameras, threshold, config, calibration)
     return [fit for fit in fits if fit.source == "learned"]
 
 

@@ -121,7 +121,7 @@ class OnlineAssociator:
                  calibration: CameraCalibration | None = None):
         self.config = config
         self.calibration = calibration
-        # image -> image mappings of camera pairs found to share a view (live mode learns them as it runs)
+        # image -> image mappings of uncalibrated camera pairs found to share a view (live mode learns them)
         self.learned_views: dict[tuple[str, str], np.ndarray] = {}
         self.identities: dict[int, Identity] = {}
         self.by_track: dict[tuple[str, int], int] = {}  # (camera, local track id) -> global id
@@ -337,9 +337,8 @@ class OnlineAssociator:
         camera then: one person given two ids before the views were learned (live mode learns them as it runs
         and has no offline pass to merge them). None when there is none. Calibrated views are known from the
         start: they need no relinking (on EPFL Terrace live with YOLOX-Nano it cost 3 points of MTMC IDF1)."""
-        learned = {camera for pair in self.learned_views for camera in pair if observation.camera_id in pair
-                   and camera != observation.camera_id
-                   and (self.calibration is None or self.calibration.between(*pair) is None)}
+        learned = {camera for pair in self.learned_views if observation.camera_id in pair
+                   for camera in pair if camera != observation.camera_id}  # never calibrated pairs
         if not learned or observation.feet is None:
             return None
         best, best_cost = None, 1.0

@@ -34,7 +34,7 @@ from pipeline.config import AssociationConfig
 from pipeline.geometry import CameraCalibration, project
 
 POINTS_PER_PAIR = 30  # correspondences a seed pair contributes to the fit, so long tracks do not outvote short ones
-MIN_WALK = 0.5  # box heights the feet of a pair must cover on both image axes (10-90% range) to propose a mapping
+MIN_WALK = 0.5  # box heights the feet of a pair must cover across their main direction (10-90%) to propose a mapping
 PROPOSALS = 20  # simultaneous pairs tried as proposals, most alike first
 MIN_VERIFIED = 3  # pairs (distinct tracks on both sides) a proposed mapping must explain
 
