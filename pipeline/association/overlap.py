@@ -24,6 +24,7 @@ itself only: chance does not line up several people's paths.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -37,6 +38,10 @@ POINTS_PER_PAIR = 30  # correspondences a seed pair contributes to the fit, so l
 MIN_WALK = 0.5  # box heights the feet of a pair must cover across their main direction (10-90%) to propose a mapping
 PROPOSALS = 20  # simultaneous pairs tried as proposals, most alike first
 MIN_VERIFIED = 3  # pairs (distinct tracks on both sides) a proposed mapping must explain
+FOLLOW_RATIO = 0.5  # residual / spread of a pair's feet for the mapping to follow its motion (R^2 >= 0.75)
+MIN_FOLLOWED_SHARE = 0.5  # of the pairs a proposed mapping explains, share whose motion it must follow
+MIN_CROSSING = 0.25  # box heights the followed pairs' feet together must spread across their main direction, in
+# each view (more than the fit's tolerance, overlap_fit_error 0.2), so the mapping is pinned across it too
 
 
 @dataclass
@@ -83,6 +88,9 @@ def fit_homography(pairs: list[tuple[np.ndarray, np.ndarray]], config: Associati
             if len(inliers) > len(best_inliers):
                 best, best_inliers = model, inliers
     if len(best_inliers) < config.overlap_min_pairs or len(best_inliers) < config.overlap_min_share * len(pairs):
+        return None
+    inliers = dict(enumerate(best_inliers))
+    if not _motion_verified(best, _PairPoints(inliers), list(inliers), inliers):
         return None
     return best, len(best_inliers)
 
@@ -134,8 +142,11 @@ def overlap_errors(feet: Sequence[np.ndarray | None], cameras: Sequence[str], di
 def _simultaneous(feet, rows: list[int], cols: list[int], config: AssociationConfig) -> dict:
     """(i, j) -> their foot points at common times, for the track pairs seen together long enough."""
     common = {}
+    spans = {k: (feet[k][:, 0].min(), feet[k][:, 0].max()) for k in rows + cols}
     for i in rows:
         for j in cols:
+            if spans[i][1] < spans[j][0] or spans[j][1] < spans[i][0]:  # never seen at the same time
+                continue
             a, b = common_points(feet[i], feet[j])
             if len(a) >= config.overlap_min_common:
                 common[i, j] = (a, b)
@@ -150,19 +161,26 @@ def _fill_errors(homography: np.ndarray, common: dict, errors: np.ndarray) -> No
 def _camera_pair(feet, rows: list[int], cols: list[int], distance: np.ndarray, threshold: float,
                  config: AssociationConfig, errors: np.ndarray) -> tuple[np.ndarray, int, int] | None:
     """Fit one camera pair; on success fill ``errors`` for its simultaneous tracks and return
-    (homography, seeds, inliers)."""
+    (homography, seeds, inliers).
+
+    Two candidates: the fit to the appearance seeds, and the fit to the pairs a trajectory proposal verified
+    (``verified_by_trajectories``). The one that explains more of the simultaneous pairs is the views' mapping:
+    a few seeds in one corner of the views can fit a mapping that is off elsewhere."""
     common = _simultaneous(feet, rows, cols, config)
     seeds = _mutual_nearest(common, distance, threshold)
-    fitted = fit_homography([common[pair] for pair in seeds], config) if len(seeds) >= config.overlap_min_pairs else None
-    if fitted is None:
-        seeds = verified_by_trajectories(common, distance, config)
-        fitted = fit_homography([common[pair] for pair in seeds], replace(config, overlap_min_pairs=MIN_VERIFIED)
-                                ) if seeds else None
-    if fitted is None:
+    verified = verified_by_trajectories(common, distance, config)
+    candidates = [(seeds, fit_homography([common[pair] for pair in seeds], config)
+                   if len(seeds) >= config.overlap_min_pairs else None),
+                  (verified, fit_homography([common[pair] for pair in verified],
+                                            replace(config, overlap_min_pairs=MIN_VERIFIED)) if verified else None)]
+    candidates = [(pairs, fitted) for pairs, fitted in candidates if fitted is not None]
+    if not candidates:
         return None
-    homography, inliers = fitted
+    points = _PairPoints(common)
+    pairs, (homography, inliers) = max(candidates, key=lambda candidate: len(
+        _explained(points.errors(candidate[1][0]), common, config.overlap_fit_error)))
     _fill_errors(homography, common, errors)
-    return homography, len(seeds), inliers
+    return homography, len(pairs), inliers
 
 
 def _mutual_nearest(common: dict, distance: np.ndarray, threshold: float) -> list[tuple[int, int]]:
@@ -184,22 +202,57 @@ def verified_by_trajectories(common: dict, distance: np.ndarray, config: Associa
     or straight track fits many mappings), each fitted alone (affine, homography). A proposal's explained
     pairs (``_explained``) must span ``MIN_VERIFIED`` tracks on each side and look more alike than the
     pairs it rejects. Constants chosen on the first half of EPFL Terrace with ground-truth boxes."""
-    walking = [pair for pair in sorted(common, key=lambda pair: distance[pair]) if _walk(common[pair][0]) >= MIN_WALK]
+    walking = (pair for pair in sorted(common, key=lambda pair: distance[pair]) if _walk(common[pair][0]) >= MIN_WALK)
+    points = _PairPoints(common)
     best: list[tuple[int, int]] = []
-    for pair in walking[:PROPOSALS]:
+    for pair in itertools.islice(walking, PROPOSALS):
         a, b = _sampled(*common[pair], 2 * POINTS_PER_PAIR)
         pixels = config.overlap_fit_error * float(np.median(b[:, 3]))
         for estimate in (_affine, _homography):
             model = estimate(np.ascontiguousarray(a[:, 1:3]), np.ascontiguousarray(b[:, 1:3]), pixels)
             if _usable(model):
-                explained = _explained(model, common, config.overlap_fit_error)
-                if len(explained) > len(best) and _look_alike(explained, common, distance):
+                explained = _explained(points.errors(model), common, config.overlap_fit_error)
+                if (len(explained) > len(best) and _look_alike(explained, common, distance)
+                        and _motion_verified(model, points, explained, common)):
                     best = explained
     return best if _tracks_on_each_side(best) >= MIN_VERIFIED else []
 
 
+class _PairPoints:
+    """The simultaneous pairs' foot points, POINTS_PER_PAIR of each (``_sampled``), stacked once so that a
+    proposed mapping's reprojection error of every pair is one array operation."""
+
+    def __init__(self, common: dict):
+        self.pairs = list(common)
+        shape = (len(self.pairs), POINTS_PER_PAIR)
+        self.first, self.second = np.full(shape + (2,), np.nan), np.full(shape + (2,), np.nan)
+        self.heights = np.full(shape, np.nan)
+        for row, pair in enumerate(self.pairs):
+            a, b = _sampled(*common[pair], POINTS_PER_PAIR)
+            self.first[row, :len(a)], self.second[row, :len(b)] = a[:, 1:3], b[:, 1:3]
+            self.heights[row, :len(b)] = np.maximum(b[:, 3], 1.0)
+
+    def followed(self, homography: np.ndarray) -> set[tuple[int, int]]:
+        """Pairs whose motion the mapping follows: the residual (rms) under FOLLOW_RATIO x the spread of the
+        second track's feet about their mean. A pair that hardly moves matches any mapping that lands near it;
+        among many people on unrelated paths, chance mappings are explained by such pairs."""
+        mapped = project(homography, self.first.reshape(-1, 2)).reshape(self.first.shape)
+        residual = np.sqrt(np.nanmean(np.sum((mapped - self.second) ** 2, axis=2), axis=1))
+        centred = self.second - np.nanmean(self.second, axis=1, keepdims=True)
+        spread = np.sqrt(np.nanmean(np.sum(centred ** 2, axis=2), axis=1))
+        return {pair for pair, r, s in zip(self.pairs, residual, spread) if r <= FOLLOW_RATIO * s}
+
+    def errors(self, homography: np.ndarray) -> dict[tuple[int, int], float]:
+        """pair -> ``reprojection_error`` under ``homography`` (median over the sampled common times)."""
+        if not self.pairs:
+            return {}
+        mapped = project(homography, self.first.reshape(-1, 2)).reshape(self.first.shape)
+        distance = np.linalg.norm(mapped - self.second, axis=2) / self.heights
+        return dict(zip(self.pairs, np.nanmedian(distance, axis=1).tolist()))
+
+
 def _walk(points: np.ndarray) -> float:
-    """How far the feet move across their main direction (a straight walk fixes no mapping): the 10-90% range
+    """How far the feet spread across their main direction (a straight walk fixes no mapping): the 10-90% range
     along the minor principal axis, in median box heights."""
     centred = points[:, 1:3] - np.median(points[:, 1:3], axis=0)
     along = centred @ np.linalg.svd(centred, full_matrices=False)[2].T
@@ -207,19 +260,30 @@ def _walk(points: np.ndarray) -> float:
     return float(spread.min() / max(np.median(points[:, 3]), 1.0))
 
 
+def _motion_verified(model: np.ndarray, points: "_PairPoints", explained: list, common: dict) -> bool:
+    """Whether the pairs a mapping explains show it is no chance: at least MIN_FOLLOWED_SHARE of them move the way
+    it maps (``_PairPoints.followed``), and those spread across their main direction in each view (``_walk`` of
+    them all). Between busy unrelated views a chance mapping is explained by pairs that hardly move, or that
+    all keep to one line (people on a pavement seen from the side), which leave the mapping free across it."""
+    followed = points.followed(model)
+    moving = [pair for pair in explained if pair in followed]
+    if not moving or len(moving) < MIN_FOLLOWED_SHARE * len(explained):
+        return False
+    return min(_walk(np.concatenate([common[pair][side] for pair in moving])) for side in (0, 1)) >= MIN_CROSSING
+
+
 def _sampled(a: np.ndarray, b: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     idx = np.linspace(0, len(a) - 1, min(len(a), count)).astype(int)
     return a[idx], b[idx]
 
 
-def _explained(model: np.ndarray, common: dict, limit: float) -> list[tuple[int, int]]:
-    """Pairs the mapping explains, lowest reprojection error first, skipping a pair whose track already has
-    a partner at the same times (a track broken in one camera can have several partners, one at a time)."""
-    errors = sorted((reprojection_error(model, *_sampled(*points, POINTS_PER_PAIR)), pair)
-                    for pair, points in common.items())
+def _explained(errors: dict[tuple[int, int], float], common: dict, limit: float) -> list[tuple[int, int]]:
+    """Pairs a mapping explains (``errors``: its reprojection error of each pair), lowest error first, skipping
+    a pair whose track already has a partner at the same times (a track broken in one camera can have several
+    partners, one at a time)."""
     explained: list[tuple[int, int]] = []
-    for error, (i, j) in errors:
-        if error > limit:
+    for (i, j), error in sorted(errors.items(), key=lambda item: item[1]):
+        if not error <= limit:
             break
         times = common[i, j][0][:, 0]
         if not any((i == k or j == m) and np.intersect1d(times, common[k, m][0][:, 0]).size
