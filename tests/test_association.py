@@ -563,6 +563,25 @@ def test_live_mode_learns_the_views_and_relinks_a_person_given_two_ids_before_th
     assert associator.by_track["b", 0] == ids[person_a.uid]  # the track goes on under it
 
 
+def test_live_view_learning_on_the_worker_is_taken_up_by_a_later_batch():
+    """Live mode learns the views on a worker thread (the polling loop must not stall on it) and a later batch
+    takes the mapping up; file runs learn in place."""
+    from pipeline.association.stage import IdentityStage
+    from pipeline.config import PipelineConfig
+
+    observations = [o for o in few_people_whose_looks_change_across_views() if o.camera_id in ("a", "b")]
+    config = PipelineConfig(association=plain_overlap_config(refine=False, threshold=0.3))
+    stage = IdentityStage(config, background_refit=True)
+    stage._learn_views(observations)
+    assert stage._views is not None and stage.associator.learned_views == {}  # not waited for
+    stage._views.result(timeout=30)
+    stage._learn_views([])
+    assert list(stage.associator.learned_views) == [("a", "b")]
+    in_place = IdentityStage(config)
+    in_place._learn_views(observations)
+    assert list(in_place.associator.learned_views) == [("a", "b")]
+
+
 def test_overlap_keys_are_checked():
     from configs import ConfigError
     from pipeline.config import load_pipeline_config

@@ -19,6 +19,7 @@ the association defaults come from the code the pipeline runs.
 from __future__ import annotations
 
 from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -59,8 +60,8 @@ RESTART_MATCH_RATIO = 2.0  # x the threshold: how far a person in view across a 
 
 
 class IdentityStage:
-    """``background_refit``: refit the online scene metric on a worker thread (live mode must not stall);
-    otherwise in place, which keeps file runs reproducible."""
+    """``background_refit``: refit the online scene metric and relearn the overlapping views on worker threads
+    (live mode must not stall); otherwise in place, which keeps file runs reproducible."""
 
     def __init__(self, config: PipelineConfig, background_refit: bool = False):
         self.association = config.association
@@ -73,6 +74,8 @@ class IdentityStage:
         self.observations: list[Observation] = []  # kept for the offline pass only
         self.recent: deque[Observation] = deque(maxlen=config.association.metric_window)  # live: views learnt from
         self._unlearned = 0  # tracklets since the views were last learned
+        self._views_worker = ThreadPoolExecutor(1, "view-learning") if background_refit else None
+        self._views: Future | None = None  # a learning on the worker, taken up by a later batch
         self.online_ids: dict[int, int] = {}  # uid -> online id, for the offline pass's numbering
         self.waiting: list[Tracklet] = []
         self.info: dict[str, Any] = {}  # the offline pass's report (refine_identities' info)
@@ -163,15 +166,29 @@ class IdentityStage:
         batch while none are found in the first VIEWS_EAGER tracklets (an identity split across the views early
         stays split), otherwise every VIEWS_RELEARN_EVERY tracklets (cameras that share no view must not pay
         at every batch; the offline pass learns the views once, from the whole run)."""
+        if self._views is not None and self._views.done():
+            self._take_up_views(self._views.result())
+            self._views = None
         self.recent.extend(o for o in observations if o.feet is not None)
         self._unlearned += len(observations)
         eager = not self.associator.learned_views and len(self.recent) < VIEWS_EAGER
-        if not eager and self._unlearned < VIEWS_RELEARN_EVERY:
+        if (not eager and self._unlearned < VIEWS_RELEARN_EVERY) or self._views is not None:
             return
         self._unlearned = 0
-        fits = learn_view_overlaps(list(self.recent), self.association, self.associator.metric, self.calibration)
-        self.associator.learned_views = {(f.first, f.second): f.homography for f in fits}
-        self.info["overlaps"] = fits
+        window, metric = list(self.recent), self.associator.metric
+        if self._views_worker is None:
+            self._take_up_views(learn_view_overlaps(window, self.association, metric, self.calibration))
+        else:
+            self._views = self._views_worker.submit(learn_view_overlaps, window, self.association, metric,
+                                                    self.calibration)
+
+    def _take_up_views(self, fits: list) -> None:
+        """A pair's new mapping replaces its old one; a pair the window no longer verifies keeps its mapping
+        (cameras do not move, but a window of few walkers may give too little evidence)."""
+        known = {(f.first, f.second): f for f in self.info.get("overlaps", [])}
+        known.update({(f.first, f.second): f for f in fits})
+        self.associator.learned_views = {pair: f.homography for pair, f in known.items()}
+        self.info["overlaps"] = list(known.values())
 
     def finish(self, metric: SceneMetric | None = None) -> tuple[dict[int, int] | None, str]:
         """(uid -> final global id, mode) after the offline pass; (None, "online") without one. ``metric``: a
