@@ -129,7 +129,9 @@ class OnlineAssociator:
         self.metric: SceneMetric | None = None  # online scene metric, once learnable (config.online_metric)
         self._metric_groups: deque[CropGroup] = deque(maxlen=config.metric_window)
         self._unfitted = 0  # tracklets added to _metric_groups since the last fit
-        self._refit_worker = ThreadPoolExecutor(1, "metric-refit") if background_refit else None
+        # one worker thread for the associator's background work (metric refits, the stage's view learning):
+        # one at a time on a 2-core box, and one malloc arena (a second thread's arena held up to 40 MB more)
+        self.background = ThreadPoolExecutor(1, "association-background") if background_refit else None
         self._refit: Future | None = None
         self._next_id = 1
         self.running: dict[tuple[str, int], np.ndarray] = {}  # see assign
@@ -213,10 +215,10 @@ class OnlineAssociator:
         if not self._unfitted or not due or self._refit is not None:
             return
         self._unfitted = 0
-        if self._refit_worker is None:
+        if self.background is None:
             self.metric = _fit_or_none(list(self._metric_groups), self.config) or self.metric
         else:
-            self._refit = self._refit_worker.submit(_fit_or_none, list(self._metric_groups), self.config)
+            self._refit = self.background.submit(_fit_or_none, list(self._metric_groups), self.config)
 
     def distance_matrix(self, observations: Sequence[Observation], identities: Sequence[Identity]
                         ) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ the association defaults come from the code the pipeline runs.
 from __future__ import annotations
 
 from collections import Counter, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -74,8 +74,7 @@ class IdentityStage:
         self.observations: list[Observation] = []  # kept for the offline pass only
         self.recent: deque[Observation] = deque(maxlen=config.association.metric_window)  # live: views learnt from
         self._unlearned = 0  # tracklets since the views were last learned
-        self._views_worker = ThreadPoolExecutor(1, "view-learning") if background_refit else None
-        self._views: Future | None = None  # a learning on the worker, taken up by a later batch
+        self._views: Future | None = None  # a learning on the associator's worker, taken up by a later batch
         self.online_ids: dict[int, int] = {}  # uid -> online id, for the offline pass's numbering
         self.waiting: list[Tracklet] = []
         self.info: dict[str, Any] = {}  # the offline pass's report (refine_identities' info)
@@ -176,11 +175,11 @@ class IdentityStage:
             return
         self._unlearned = 0
         window, metric = list(self.recent), self.associator.metric
-        if self._views_worker is None:
+        if self.associator.background is None:
             self._take_up_views(learn_view_overlaps(window, self.association, metric, self.calibration))
         else:
-            self._views = self._views_worker.submit(learn_view_overlaps, window, self.association, metric,
-                                                    self.calibration)
+            self._views = self.associator.background.submit(learn_view_overlaps, window, self.association, metric,
+                                                            self.calibration)
 
     def _take_up_views(self, fits: list) -> None:
         """A pair's new mapping replaces its old one; a pair the window no longer verifies keeps its mapping
