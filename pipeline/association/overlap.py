@@ -13,11 +13,13 @@ tracks gets a reprojection error: the median over common times of |H(foot in A) 
 the box height in B. Small means one person at one place; large means two people. Cameras that do not
 overlap (another place, or the same place at another time) give no consistent fit and no evidence.
 
-Few people, or views so different that few of them look alike across the cameras, give too few seeds. Then
-geometry proposes and verifies by itself (``verified_by_trajectories``): one simultaneous pair whose feet
-walk far enough is enough to fit a mapping, and a mapping that also explains other simultaneous pairs (one
-partner per track) that look more alike than the rest is the views' mapping. A wrong pair's mapping explains
-itself only: chance does not line up several people's paths.
+Few people, or views so different that few of them look alike across the cameras, give too few seeds, and a
+few seeds in one corner of the views can fit a mapping that is off elsewhere. So geometry also proposes and
+verifies by itself (``verified_by_trajectories``): one simultaneous pair whose feet walk far enough is enough
+to fit a mapping, and a mapping that also explains other simultaneous pairs (one partner per track) that look
+more alike than the rest is a candidate; of the two fits, the one explaining more pairs is the views' mapping.
+A wrong pair's mapping explains itself only; among many people on unrelated paths chance mappings explain
+pairs that hardly move or all keep to one line, and ``_motion_verified`` rejects those (for both fits).
 
     errors, fits = overlap_errors(feet, cameras, distance, threshold, config, calibration)   # nan = no evidence
 """
@@ -200,8 +202,9 @@ def verified_by_trajectories(common: dict, distance: np.ndarray, config: Associa
 
     Proposals: the ``PROPOSALS`` most alike pairs whose feet cover ``MIN_WALK`` box heights (a short, standing
     or straight track fits many mappings), each fitted alone (affine, homography). A proposal's explained
-    pairs (``_explained``) must span ``MIN_VERIFIED`` tracks on each side and look more alike than the
-    pairs it rejects. Constants chosen on the first half of EPFL Terrace with ground-truth boxes."""
+    pairs (``_explained``) must span ``MIN_VERIFIED`` tracks on each side, look more alike than the pairs it
+    rejects, and show it is no chance (``_motion_verified``). Constants chosen on the first half of EPFL
+    Terrace with ground-truth boxes (and PETS09 + TUD-Stadtmitte at once as the negative)."""
     walking = (pair for pair in sorted(common, key=lambda pair: distance[pair]) if _walk(common[pair][0]) >= MIN_WALK)
     points = _PairPoints(common)
     best: list[tuple[int, int]] = []
