@@ -565,7 +565,7 @@ def test_live_mode_learns_the_views_and_relinks_a_person_given_two_ids_before_th
 
 def test_live_view_learning_on_the_worker_is_taken_up_by_a_later_batch():
     """Live mode learns the views on a worker thread (the polling loop must not stall on it) and a later batch
-    takes the mapping up; file runs learn in place."""
+    takes the mapping up; file runs learn in place. A relearn that finds no view keeps the pair's mapping."""
     from pipeline.association.stage import IdentityStage
     from pipeline.config import PipelineConfig
 
@@ -580,6 +580,10 @@ def test_live_view_learning_on_the_worker_is_taken_up_by_a_later_batch():
     in_place = IdentityStage(config)
     in_place._learn_views(observations)
     assert list(in_place.associator.learned_views) == [("a", "b")]
+    learned = in_place.associator.learned_views["a", "b"]
+    in_place._take_up_views([])  # a later window that verifies no view: cameras do not move, the mapping stays
+    assert in_place.associator.learned_views["a", "b"] is learned
+    assert [(f.first, f.second) for f in in_place.info["overlaps"]] == [("a", "b")]
 
 
 def test_overlap_keys_are_checked():

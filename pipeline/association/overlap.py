@@ -169,8 +169,9 @@ def _camera_pair(feet, rows: list[int], cols: list[int], distance: np.ndarray, t
     (``verified_by_trajectories``). The one that explains more of the simultaneous pairs is the views' mapping:
     a few seeds in one corner of the views can fit a mapping that is off elsewhere."""
     common = _simultaneous(feet, rows, cols, config)
+    points = _PairPoints(common)
     seeds = _mutual_nearest(common, distance, threshold)
-    verified = verified_by_trajectories(common, distance, config)
+    verified = verified_by_trajectories(common, distance, config, points)
     candidates = [(seeds, fit_homography([common[pair] for pair in seeds], config)
                    if len(seeds) >= config.overlap_min_pairs else None),
                   (verified, fit_homography([common[pair] for pair in verified],
@@ -178,7 +179,6 @@ def _camera_pair(feet, rows: list[int], cols: list[int], distance: np.ndarray, t
     candidates = [(pairs, fitted) for pairs, fitted in candidates if fitted is not None]
     if not candidates:
         return None
-    points = _PairPoints(common)
     pairs, (homography, inliers) = max(candidates, key=lambda candidate: len(
         _explained(points.errors(candidate[1][0]), common, config.overlap_fit_error)))
     _fill_errors(homography, common, errors)
@@ -197,7 +197,8 @@ def _mutual_nearest(common: dict, distance: np.ndarray, threshold: float) -> lis
     return [(i, j) for i, (_, j) in best_of_row.items() if best_of_col[j][1] == i]
 
 
-def verified_by_trajectories(common: dict, distance: np.ndarray, config: AssociationConfig) -> list[tuple[int, int]]:
+def verified_by_trajectories(common: dict, distance: np.ndarray, config: AssociationConfig,
+                             points: _PairPoints) -> list[tuple[int, int]]:
     """The simultaneous pairs explained by the best mapping proposed from one pair's own trajectory; [] if none.
 
     Proposals: the ``PROPOSALS`` most alike pairs whose feet cover ``MIN_WALK`` box heights (a short, standing
@@ -206,7 +207,6 @@ def verified_by_trajectories(common: dict, distance: np.ndarray, config: Associa
     rejects, and show it is no chance (``_motion_verified``). Constants chosen on the first half of EPFL
     Terrace with ground-truth boxes (and PETS09 + TUD-Stadtmitte at once as the negative)."""
     walking = (pair for pair in sorted(common, key=lambda pair: distance[pair]) if _walk(common[pair][0]) >= MIN_WALK)
-    points = _PairPoints(common)
     best: list[tuple[int, int]] = []
     for pair in itertools.islice(walking, PROPOSALS):
         a, b = _sampled(*common[pair], 2 * POINTS_PER_PAIR)
@@ -239,7 +239,7 @@ class _PairPoints:
         """Pairs whose motion the mapping follows: the residual (rms) under FOLLOW_RATIO x the spread of the
         second track's feet about their mean. A pair that hardly moves matches any mapping that lands near it;
         among many people on unrelated paths, chance mappings are explained by such pairs."""
-        mapped = project(homography, self.first.reshape(-1, 2)).reshape(self.first.shape)
+        mapped = self._mapped(homography)
         residual = np.sqrt(np.nanmean(np.sum((mapped - self.second) ** 2, axis=2), axis=1))
         centred = self.second - np.nanmean(self.second, axis=1, keepdims=True)
         spread = np.sqrt(np.nanmean(np.sum(centred ** 2, axis=2), axis=1))
@@ -249,9 +249,11 @@ class _PairPoints:
         """pair -> ``reprojection_error`` under ``homography`` (median over the sampled common times)."""
         if not self.pairs:
             return {}
-        mapped = project(homography, self.first.reshape(-1, 2)).reshape(self.first.shape)
-        distance = np.linalg.norm(mapped - self.second, axis=2) / self.heights
+        distance = np.linalg.norm(self._mapped(homography) - self.second, axis=2) / self.heights
         return dict(zip(self.pairs, np.nanmedian(distance, axis=1).tolist()))
+
+    def _mapped(self, homography: np.ndarray) -> np.ndarray:
+        return project(homography, self.first.reshape(-1, 2)).reshape(self.first.shape)
 
 
 def _walk(points: np.ndarray) -> float:
@@ -263,7 +265,7 @@ def _walk(points: np.ndarray) -> float:
     return float(spread.min() / max(np.median(points[:, 3]), 1.0))
 
 
-def _motion_verified(model: np.ndarray, points: "_PairPoints", explained: list, common: dict) -> bool:
+def _motion_verified(model: np.ndarray, points: _PairPoints, explained: list, common: dict) -> bool:
     """Whether the pairs a mapping explains show it is no chance: at least MIN_FOLLOWED_SHARE of them move the way
     it maps (``_PairPoints.followed``), and those spread across their main direction in each view (``_walk`` of
     them all). Between busy unrelated views a chance mapping is explained by pairs that hardly move, or that
