@@ -323,6 +323,7 @@ class MultiCameraPipeline:
             # per-crop features for the scene metric (no extra pass)
             "crop_features": self.identities.counts["crop_features"],
             "refine_changes": self.identities.counts["refine_changes"],
+            "geometry_cuts": self.identities.counts["geometry_cuts"],  # where overlapping views showed two people
             "overlapping_views": self.identities.overlapping_views,  # pipeline/association/overlap.py
             "stage_ms_per_frame": {k: round(v, 3) for k, v in per_frame.items()},
             "wall_s": round(wall, 3),

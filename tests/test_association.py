@@ -596,6 +596,87 @@ def test_the_fit_that_explains_more_pairs_wins_over_seeds_from_one_corner():
         assert cluster_of(final, observations, "a", person) == {("a", person), ("b", person)}
 
 
+def tracklets_on_paths(pieces: dict, paths: list[np.ndarray], looks: list[np.ndarray], times: np.ndarray, rng
+                       ) -> tuple[list, list[int]]:
+    """2.5 s tracklets of ``pieces`` (camera -> [(track, person, from s, to s)]) on the people's ``paths`` in
+    camera a (b = SIMILARITY of a), and the person each tracklet shows. ``looks[person]``: one per tracklet."""
+    from pipeline.association import Observation
+
+    observations, people = [], []
+    for camera, tracks in pieces.items():
+        for track, person, start, end in tracks:
+            for k, cut in enumerate(np.arange(start, end, 2.5)):
+                rows = (times >= cut) & (times < cut + 2.5)
+                feet = np.column_stack([times[rows], paths[person][rows] + rng.normal(size=(rows.sum(), 2)),
+                                        np.full(rows.sum(), 80.0)])
+                if camera == "b":
+                    feet = seen_by_b(feet, rng)
+                look = looks[person][int(cut / 2.5)] + 0.01 * rng.normal(size=8)
+                observations.append(Observation(len(observations) + 1, camera, track, cut, cut + 2.4,
+                                                look / np.linalg.norm(look), continues=cut + 2.5 < end, feet=feet))
+                people.append(person)
+    return observations, people
+
+
+TWO_LOOKS = [np.eye(8)[0], 0.64 * np.eye(8)[0] + np.sqrt(1 - 0.64 ** 2) * np.eye(8)[1]]  # 0.36 apart in cosine
+
+
+def handed_on_at_a_crossing() -> tuple[list, list[int]]:
+    """Two people cross at t = 5 s; camera a's tracker hands track 0 from person 0 on to person 1 there (track 1,
+    person 1's own, ends; person 0 goes on as track 2). Camera b keeps both. The two people look 0.36 apart in
+    cosine: over the merge threshold 0.3, under the appearance-only cut (split_ratio 1.5 x 0.3), so only the
+    other view can show that track 0 carries two people."""
+    times = np.arange(0, 10, 0.1)
+    paths = [np.column_stack([100 + 40 * times, 300 + 5 * np.sin(times)]),
+             np.column_stack([500 - 40 * times, 300 - 5 * np.sin(times)])]
+    pieces = {"a": [(0, 0, 0, 5), (0, 1, 5, 10), (1, 1, 0, 5), (2, 0, 5, 10)],
+              "b": [(0, 0, 0, 10), (1, 1, 0, 10)]}
+    return tracklets_on_paths(pieces, paths, [[look] * 4 for look in TWO_LOOKS], times, np.random.default_rng(6))
+
+
+def walking_together_then_parting() -> tuple[list, list[int]]:
+    """Two people walk side by side (12 px apart) for 5 s, then one turns away; both cameras track both right,
+    but person 0's looks change with the light between tracklets (0.36 apart, the two people's own gap)."""
+    times = np.arange(0, 10, 0.1)
+    together = np.column_stack([100 + 40 * times, np.full(len(times), 300.0)])
+    away = together + np.column_stack([np.zeros(len(times)), 12 + 60 * np.clip(times - 5, 0, None)])
+    pieces = {camera: [(0, 0, 0, 10), (1, 1, 0, 10)] for camera in "ab"}
+    looks = [[TWO_LOOKS[k % 2] for k in range(4)], [np.eye(8)[2]] * 4]
+    return tracklets_on_paths(pieces, [together, away], looks, times, np.random.default_rng(7))
+
+
+def test_the_other_view_shows_where_a_tracker_handed_a_track_on_to_someone_else():
+    from pipeline.association import refine_identities
+    from pipeline.geometry import CameraCalibration
+
+    observations, people = handed_on_at_a_crossing()
+    calibration = CameraCalibration({"a": np.eye(3), "b": np.linalg.inv(SIMILARITY)})  # a's image is the floor
+    config = plain_overlap_config(split_ratio=1.5)
+    online = {o.uid: o.uid for o in observations}
+    info: dict = {}
+    final = refine_identities(observations, online, config, info, calibration=calibration)
+    assert info["geometry_cuts"] == 1
+    assert [len({final[o.uid] for o, p in zip(observations, people) if p == person}) for person in (0, 1)] == [1, 1]
+    assert final[observations[0].uid] != final[observations[-1].uid]
+    without = refine_identities(observations, online, replace(config, overlap_split_ratio=0.0), calibration=calibration)
+    assert len({without[o.uid] for o in observations if (o.camera_id, o.track_id) == ("a", 0)}) == 1
+
+
+def test_people_who_walked_together_and_part_cut_no_track():
+    """The track's nearest partner in the other view is its own person, who stays with it: no cut, although the
+    companion it also stood near walks away and its looks change as much as at a hand-on."""
+    from pipeline.association import refine_identities
+    from pipeline.geometry import CameraCalibration
+
+    observations, people = walking_together_then_parting()
+    calibration = CameraCalibration({"a": np.eye(3), "b": np.linalg.inv(SIMILARITY)})
+    info: dict = {}
+    final = refine_identities(observations, {o.uid: o.uid for o in observations}, plain_overlap_config(split_ratio=1.5),
+                              info, calibration=calibration)
+    assert info["geometry_cuts"] == 0
+    assert [len({final[o.uid] for o, p in zip(observations, people) if p == person}) for person in (0, 1)] == [1, 1]
+
+
 def test_live_mode_learns_the_views_and_relinks_a_person_given_two_ids_before_they_were_known():
     """Live mode has no offline pass: it learns the views from its recent tracklets (the offline pass's way), and
     a track given a second id before the views were known goes on under the first id once its feet meet the

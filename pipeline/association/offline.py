@@ -3,7 +3,8 @@
 Constraints as online (pipeline/association/constraints.py), enforced on whole clusters; distances come from
 the scene-adaptive metric (pipeline/association/scene_metric.py) when the run gives enough constraints to
 learn it, else from the cosine of the tracklet embeddings; with ``overlap`` on, cameras found to share a
-view add foot-point geometry (pipeline/association/overlap.py). Its clusters are renumbered to keep the
+view add foot-point geometry (pipeline/association/overlap.py), which also cuts a track the tracker handed from
+one person to another where the other view shows two people. Its clusters are renumbered to keep the
 online ids where they agree.
 """
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from pipeline.association.constraints import add_span, overlaps, transition_allowed
 from pipeline.association.online import EmbeddingCentre
-from pipeline.association.overlap import overlap_errors
+from pipeline.association.overlap import errors_under, overlap_errors, stands_with_another
 from pipeline.association.records import Observation, has_crop_features
 from pipeline.association.scene_metric import CropGroup, SceneMetric
 from pipeline.config import AssociationConfig, TransitionWindow
@@ -37,7 +38,8 @@ def refine_identities(observations: Sequence[Observation], online: dict[int, int
     ``online`` (uid -> online global id) decides the numbering: each cluster takes the online id most of
     its tracklets had, so ids change only where the global pass disagrees with the online one.
     ``info``, when given, gets "metric": which distance the pass used, "overlaps": the camera pairs found to
-    overlap (see ``apply_overlap_evidence``), and "unlinked_cameras": the camera pairs the pass held to
+    overlap (see ``apply_overlap_evidence``), "geometry_cuts": the local tracks cut where those views showed
+    two people (see ``split_where_views_show_two``), and "unlinked_cameras": the camera pairs the pass held to
     confident merges for want of evidence (see ``separate_unlinked_cameras``).
     ``metric``, when given, is used instead of one learned from this run (e.g. one fitted on another run).
     """
@@ -46,18 +48,42 @@ def refine_identities(observations: Sequence[Observation], online: dict[int, int
     members = _group_by_track(observations)
     if pair is not None and config.split_ratio > 0:
         members = split_at_switches(members, pair, config.split_ratio * threshold)
-    clusters = [_Cluster([i], _track_spans(positions, observations)) for i, positions in enumerate(members)]
     distance = None if pair is None else _group_distances(members, pair, config.gallery_metric)
-    cameras = [observations[positions[0]].camera_id for positions in members]
-    overlapping = apply_overlap_evidence(distance, members, observations, cameras, threshold, config, calibration)
+    overlapping = apply_overlap_evidence(distance, members, observations, _cameras_of(members, observations),
+                                         threshold, config, calibration)
+    members, distance, cuts = _cut_where_views_show_two(members, distance, observations, pair, threshold,
+                                                        overlapping, config, calibration)
+    cameras = _cameras_of(members, observations)
+    clusters = [_Cluster([i], _track_spans(positions, observations)) for i, positions in enumerate(members)]
     unlinked = separate_unlinked_cameras(distance, cameras, threshold, config, overlapping)
     if info is not None:
         info["overlaps"] = overlapping
+        info["geometry_cuts"] = cuts
         info["metric"] = (f"scene metric from {metric.pairs} 'different' pairs" if metric is not None
                           else "cosine on tracklet embeddings")
         info["unlinked_cameras"] = unlinked
     _agglomerate(clusters, distance, threshold, config.transitions)
     return _renumber(clusters, members, observations, online)
+
+
+def _cut_where_views_show_two(members: list[list[int]], distance: np.ndarray, observations: Sequence[Observation],
+                              pair: np.ndarray, threshold: float, fits: list, config: AssociationConfig,
+                              calibration: CameraCalibration | None) -> tuple[list[list[int]], np.ndarray, int]:
+    """(pieces, their distances with the views' evidence, cuts made) after ``split_where_views_show_two``."""
+    if not fits or config.overlap_split_ratio <= 0:
+        return members, distance, 0
+    pieces = split_where_views_show_two(members, observations, pair, config.overlap_split_ratio * threshold, fits,
+                                        config)
+    if len(pieces) == len(members):
+        return members, distance, 0
+    distance = _group_distances(pieces, pair, config.gallery_metric)
+    apply_overlap_evidence(distance, pieces, observations, _cameras_of(pieces, observations), threshold, config,
+                           calibration, fits)
+    return pieces, distance, len(pieces) - len(members)
+
+
+def _cameras_of(members: list[list[int]], observations: Sequence[Observation]) -> list[str]:
+    return [observations[positions[0]].camera_id for positions in members]
 
 
 def learn_view_overlaps(observations: Sequence[Observation], config: AssociationConfig,
@@ -70,8 +96,8 @@ def learn_view_overlaps(observations: Sequence[Observation], config: Association
         return []
     members = _group_by_track(observations)
     distance = _group_distances(members, pair, config.gallery_metric)
-    cameras = [observations[positions[0]].camera_id for positions in members]
-    fits = apply_overlap_evidence(distance, members, observations, cameras, threshold, config, calibration)
+    fits = apply_overlap_evidence(distance, members, observations, _cameras_of(members, observations), threshold,
+                                  config, calibration)
     return [fit for fit in fits if fit.source == "learned"]
 
 
@@ -86,14 +112,17 @@ def _distances(observations: Sequence[Observation], config: AssociationConfig, m
 
 def apply_overlap_evidence(distance: np.ndarray | None, members: list[list[int]], observations: Sequence[Observation],
                            cameras: Sequence[str], threshold: float, config: AssociationConfig,
-                           calibration: CameraCalibration | None = None) -> list:
+                           calibration: CameraCalibration | None = None, fits: list | None = None) -> list:
     """Where two cameras' views overlap (calibrated, or learned: pipeline/association/overlap.py), simultaneous
     tracks at one place become much closer and tracks at different places a cannot-link. Returns the
-    overlapping pairs; edits ``distance``."""
+    overlapping pairs (``fits`` when given: found before, on other pieces of the same tracks); edits ``distance``."""
     if distance is None or not (config.overlap or calibration is not None and calibration.to_plane):
         return []
     feet = [_track_feet(positions, observations) for positions in members]
-    errors, fits = overlap_errors(feet, cameras, distance, threshold, config, calibration)
+    if fits is None:
+        errors, fits = overlap_errors(feet, cameras, distance, threshold, config, calibration)
+    else:
+        errors = errors_under(fits, feet, cameras, config)
     distance[errors <= config.overlap_same_error] *= config.overlap_same_scale
     distance[errors >= config.overlap_different_error] = np.inf
     return fits
@@ -233,6 +262,38 @@ def split_at_switches(members: list[list[int]], pair: np.ndarray, limit: float) 
             piece.append(current)
         pieces.append(piece)
     return pieces
+
+
+def split_where_views_show_two(members: list[list[int]], observations: Sequence[Observation], pair: np.ndarray,
+                               limit: float, fits: list, config: AssociationConfig) -> list[list[int]]:
+    """Cut each local track between consecutive tracklets that look apart (distance over ``limit``, under the
+    appearance-only cut's) where an overlapping view shows two people (``overlap.stands_with_another``): on
+    EPFL Terrace YOLOX-Nano hands a track from one person to another at looks too close for appearance alone."""
+    tracks: dict[str, list[list[np.ndarray]]] = {}
+    for positions in _group_by_track(observations):
+        feet = [observations[p].feet for p in positions if observations[p].feet is not None]
+        tracks.setdefault(observations[positions[0]].camera_id, []).append(feet)
+    pieces = []
+    for positions in members:
+        piece = [positions[0]]
+        for previous, current in zip(positions, positions[1:]):
+            if np.isfinite(pair[previous, current]) and pair[previous, current] > limit and _views_show_two(
+                    observations[previous], observations[current], tracks, fits, config):
+                pieces.append(piece)
+                piece = []
+            piece.append(current)
+        pieces.append(piece)
+    return pieces
+
+
+def _views_show_two(before: Observation, after: Observation, tracks: dict[str, list[list[np.ndarray]]], fits: list,
+                    config: AssociationConfig) -> bool:
+    if before.feet is None or after.feet is None:
+        return False
+    camera = before.camera_id
+    return any(stands_with_another(fit, camera, before.feet, after.feet,
+                                   tracks.get(fit.second if camera == fit.first else fit.first, []), config)
+               for fit in fits if camera in (fit.first, fit.second))
 
 
 def _track_spans(positions: list[int], observations: Sequence[Observation]) -> dict[str, list[tuple[float, float]]]:

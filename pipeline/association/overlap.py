@@ -141,6 +141,50 @@ def overlap_errors(feet: Sequence[np.ndarray | None], cameras: Sequence[str], di
     return errors, fits
 
 
+def errors_under(fits: Sequence[CameraOverlap], feet: Sequence[np.ndarray | None], cameras: Sequence[str],
+                 config: AssociationConfig) -> np.ndarray:
+    """``overlap_errors`` with the camera pairs' mappings already known (found on other tracks of the same run)."""
+    errors = np.full((len(feet), len(feet)), np.nan)
+    cameras = np.asarray(cameras)
+    for fit in fits:
+        rows = [int(i) for i in np.flatnonzero(cameras == fit.first) if feet[i] is not None]
+        cols = [int(j) for j in np.flatnonzero(cameras == fit.second) if feet[j] is not None]
+        _fill_errors(fit.homography, _simultaneous(feet, rows, cols, config), errors)
+    return errors
+
+
+def stands_with_another(fit: CameraOverlap, camera: str, before: np.ndarray, after: np.ndarray,
+                        others: Sequence[Sequence[np.ndarray]], config: AssociationConfig) -> bool:
+    """Whether the fit's other view shows two people in consecutive tracklets of one track of ``camera`` (their
+    feet ``before`` and ``after``): the view's track nearest ``before`` (``others``: each a list of its
+    tracklets' feet; within ``overlap_same_error``) is seen elsewhere at the times of ``after``, which stands
+    with another (two people who walked together and part leave the track with the nearer one). The tracker
+    handed the track on to someone else, or the partner's tracker did (appearance tells which: the caller asks
+    only where the two tracklets also look apart)."""
+    errors_before = np.array([_error_with_track(fit, camera, before, track, config) for track in others])
+    errors_after = np.array([_error_with_track(fit, camera, after, track, config) for track in others])
+    if not (errors_before <= config.overlap_same_error).any():
+        return False
+    partner = int(np.nanargmin(errors_before))
+    someone_else_after = np.delete(errors_after, partner) <= config.overlap_same_error
+    return bool(errors_after[partner] >= config.overlap_different_error and someone_else_after.any())
+
+
+def _error_with_track(fit: CameraOverlap, camera: str, feet: np.ndarray, track: Sequence[np.ndarray],
+                      config: AssociationConfig) -> float:
+    """Lowest ``reprojection_error`` between a tracklet of ``camera`` and the tracklets of a track of the fit's
+    other camera seen with it (``overlap_min_common`` common times); nan when none is."""
+    best = np.nan
+    start, end = feet[:, 0].min(), feet[:, 0].max()
+    for other in track:
+        if other[:, 0].max() < start or other[:, 0].min() > end:
+            continue
+        a, b = common_points(feet, other) if camera == fit.first else common_points(other, feet)
+        if len(a) >= config.overlap_min_common:
+            best = np.fmin(best, reprojection_error(fit.homography, a, b))
+    return float(best)
+
+
 def _simultaneous(feet, rows: list[int], cols: list[int], config: AssociationConfig) -> dict:
     """(i, j) -> their foot points at common times, for the track pairs seen together long enough."""
     common = {}

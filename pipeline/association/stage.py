@@ -78,7 +78,8 @@ class IdentityStage:
         self.online_ids: dict[int, int] = {}  # uid -> online id, for the offline pass's numbering
         self.waiting: list[Tracklet] = []
         self.info: dict[str, Any] = {}  # the offline pass's report (refine_identities' info)
-        self.counts = {"tracklets": 0, "crops_embedded": 0, "crop_features": 0, "refine_changes": 0}
+        self.counts = {"tracklets": 0, "crops_embedded": 0, "crop_features": 0, "refine_changes": 0,
+                       "geometry_cuts": 0}
         self.assigned_ids: set[int] = set()  # global ids given in this run
         self.store: "identity_store.IdentityStore | None" = None
         self.clock_offset = 0.0  # store clock at this run's time 0
@@ -198,6 +199,7 @@ class IdentityStage:
                                   self.calibration)
         final = self._continue_numbering(final)
         self.counts["refine_changes"] = sum(final[u] != self.online_ids[u] for u in final)
+        self.counts["geometry_cuts"] = self.info["geometry_cuts"]
         if self.store is not None:
             self.store.save_final(final, self._final_identities(final), self._associator_state())
         return final, f"offline (online assignment + global refinement pass, {self.info['metric']})"
