@@ -128,8 +128,7 @@ def overlap_errors(feet: Sequence[np.ndarray | None], cameras: Sequence[str], di
     fits = []
     for k, first in enumerate(names):
         for second in names[k + 1:]:
-            rows = [int(i) for i in np.flatnonzero(cameras == first) if feet[i] is not None]
-            cols = [int(j) for j in np.flatnonzero(cameras == second) if feet[j] is not None]
+            rows, cols = _with_feet(feet, cameras, first), _with_feet(feet, cameras, second)
             known = calibration.between(first, second) if calibration is not None else None
             if known is not None:
                 _fill_errors(known, _simultaneous(feet, rows, cols, config), errors)
@@ -147,10 +146,14 @@ def errors_under(fits: Sequence[CameraOverlap], feet: Sequence[np.ndarray | None
     errors = np.full((len(feet), len(feet)), np.nan)
     cameras = np.asarray(cameras)
     for fit in fits:
-        rows = [int(i) for i in np.flatnonzero(cameras == fit.first) if feet[i] is not None]
-        cols = [int(j) for j in np.flatnonzero(cameras == fit.second) if feet[j] is not None]
+        rows, cols = _with_feet(feet, cameras, fit.first), _with_feet(feet, cameras, fit.second)
         _fill_errors(fit.homography, _simultaneous(feet, rows, cols, config), errors)
     return errors
+
+
+def _with_feet(feet: Sequence[np.ndarray | None], cameras: np.ndarray, camera: str) -> list[int]:
+    """Indices of ``camera``'s tracks that have foot points."""
+    return [int(i) for i in np.flatnonzero(cameras == camera) if feet[i] is not None]
 
 
 def stands_with_another(fit: CameraOverlap, camera: str, before: np.ndarray, after: np.ndarray,
