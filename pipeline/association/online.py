@@ -1,6 +1,8 @@
 """Online association: finished tracklets -> global identities, as they come.
 
-A tracklet that continues a local track keeps that track's identity; the others are matched by the
+A tracklet that continues a local track keeps that track's identity while it still matches it
+(``rematch_continuations``: one that no longer does goes to another identity it matches, so a tracker that
+went on with someone else costs one tracklet, not the rest of the track); the others are matched by the
 Hungarian algorithm to identities on the distance to each identity's bounded gallery, under hard
 constraints (pipeline/association/constraints.py). The distance is the cosine in the scene metric
 (pipeline/association/scene_metric.py) learned from the last ``metric_window`` tracklets once they give
@@ -168,23 +170,39 @@ class OnlineAssociator:
         self.centre.observe(np.asarray([o.embedding for o in observations if o.embedding is not None]))
         self._update_metric(observations)
         assignments, pending = [], []
+        rematched: dict[int, Identity] = {}  # uid -> the identity of a continuation matched afresh
         for observation in sorted(observations, key=lambda o: o.start_time):
             known = self.by_track.get((observation.camera_id, observation.track_id))
-            if known is not None and not self.identities[known].busy(observation):
-                older = self._older_identity_here(observation, self.identities[known])
-                assignments.append(self._continue(observation, self.identities[known]) if older is None
-                                   else self._relink(observation, self.identities[known], older))
-            else:  # new track, or a continuation that would put its identity twice in one frame
+            identity = None if known is None else self.identities[known]
+            if identity is None or identity.busy(observation):
+                pending.append(observation)  # new track, or a continuation that would put its identity twice in one frame
+            elif self.config.rematch_continuations and not self._still_matches(observation, identity):
+                rematched[observation.uid] = identity
                 pending.append(observation)
+            else:
+                older = self._older_identity_here(observation, identity)
+                assignments.append(self._continue(observation, identity) if older is None
+                                   else self._relink(observation, older))
         while pending:
             matched = self._match(pending)
             assignments.extend(matched)
             done = {a.uid for a in matched}
-            pending = [o for o in pending if o.uid not in done]
+            # a continuation matched afresh that matches no one else stays with its identity
+            assignments.extend(self._continue(o, rematched[o.uid]) for o in pending
+                               if o.uid not in done and o.uid in rematched)
+            pending = [o for o in pending if o.uid not in done and o.uid not in rematched]
             if pending:  # open one identity, then let the rest of the batch match against it too
                 assignments.append(self._open(pending.pop(0)))
         self._forget(max((o.end_time for o in observations), default=self.now))
         return assignments
+
+    def _still_matches(self, observation: Observation, identity: Identity) -> bool:
+        """Whether a continuation would match its track's identity on its own (under the threshold, geometry
+        included): when it does not, the tracker may have gone on with someone else."""
+        if observation.embedding is None:
+            return True
+        distance, in_metric = self.distance_matrix([observation], [identity])
+        return distance[0, 0] < (self.config.metric_threshold if in_metric[0, 0] else self.config.threshold)
 
     def _forget(self, now: float) -> None:
         """Drop identities not seen for forget_after_s, with their tracks; trim old spans of the others."""
@@ -357,10 +375,9 @@ class OnlineAssociator:
                 best, best_cost = candidate, cost
         return best
 
-    def _relink(self, observation: Observation, previous: Identity, identity: Identity) -> Assignment:
-        """The track goes on under ``identity`` (its tracklets from now on); ``previous`` keeps its past and is
-        no longer held in that camera by the track."""
-        previous.open_tracks.pop((observation.camera_id, observation.track_id), None)
+    def _relink(self, observation: Observation, identity: Identity) -> Assignment:
+        """The track goes on under ``identity`` (its tracklets from now on); its previous identity keeps its past
+        and is no longer held in that camera by the track (``_record``)."""
         self._record(observation, identity)
         return Assignment(observation.uid, identity.global_id, float("nan"), "relinked")
 
@@ -372,8 +389,11 @@ class OnlineAssociator:
         return Assignment(observation.uid, identity.global_id, float("nan"), "new")
 
     def _record(self, observation: Observation, identity: Identity) -> None:
-        identity.add(observation)
         key = (observation.camera_id, observation.track_id)
+        previous = self.identities.get(self.by_track.get(key, -1))
+        if previous is not None and previous is not identity:  # the track goes on under another identity:
+            previous.open_tracks.pop(key, None)  # which no longer holds the old one in that camera
+        identity.add(observation)
         if observation.continues:
             self.by_track[key] = identity.global_id
         else:  # the track's last tracklet: nothing will continue it
