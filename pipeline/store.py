@@ -4,6 +4,7 @@
     resume = store.begin_run(config, model, sources) # the run's clock offset, stored identities, next id
     store.save_batch(sightings, identities, state)   # one transaction per assigned batch
     store.save_final(final_ids, identities, state)   # file runs: the offline pass's ids, one transaction
+    store.save_views(overlaps)                       # camera pairs whose views were learned to overlap
     store.end_run(colour_stats); store.close()
     IdentityStore(path, readonly=True)               # queries (tools/identities.py): no lock, never written
 
@@ -12,7 +13,9 @@ per-crop features the online associator matches against, per-camera spans), ``si
 camera, local track, times, frames, global id, how it was assigned, distance, one JPEG thumbnail),
 ``runs`` (start, end, config, the ReID model that embedded), ``metric_crops`` (the per-crop features of the
 newest ``association.metric_window`` tracklets, so a resumed run refits the same online scene metric) and
-``state`` (next global id, the store clock, the embedding centre, the model, cameras' colour statistics).
+``state`` (next global id, the store clock, the embedding centre, the model, cameras' colour statistics, and
+the mappings between views learned to overlap: cameras do not move, so a run that resumes starts with them
+instead of learning them again; a live run without calibration learned them only after 33 s of EPFL Terrace).
 
 The store clock: each run's tracklet times are shifted by ``clock_offset`` = the store clock's end so far +
 RUN_GAP_S, so the periods of runs never overlap and files can be chained like live restarts (a resumed
@@ -52,6 +55,7 @@ import numpy as np
 from configs import UserError
 from pipeline.association.constraints import add_span
 from pipeline.association.online import Identity
+from pipeline.association.overlap import CameraOverlap
 from pipeline.association.scene_metric import CropGroup
 
 log = logging.getLogger(__name__)
@@ -170,6 +174,7 @@ class Resume:
     identities: list[Identity] = field(default_factory=list)
     metric_groups: list[CropGroup] = field(default_factory=list)
     state: AssociatorState = field(default_factory=AssociatorState)
+    views: list[CameraOverlap] = field(default_factory=list)  # learned overlapping views, source "store"
 
 
 def encode_array(values: np.ndarray | None) -> bytes | None:
@@ -334,6 +339,22 @@ class IdentityStore:
     def colour_stats(self) -> dict[str, dict[str, list[float]]]:
         return json.loads(self._get("colour_stats", "{}"))
 
+    @property
+    def learned_views(self) -> list[CameraOverlap]:
+        return [CameraOverlap(v["first"], v["second"], np.asarray(v["homography"], np.float64), v["seeds"],
+                              v["inliers"], "store") for v in json.loads(self._get("learned_views", "[]"))]
+
+    def save_views(self, overlaps: Iterable[CameraOverlap]) -> None:
+        """Remember learned (not calibrated) overlapping views; a pair learned again replaces its mapping."""
+        views = {(v.first, v.second): v for v in self.learned_views}
+        views.update({(v.first, v.second): v for v in overlaps if v.source != "calibration"})
+        if not views:
+            return
+        with self._transaction():
+            self._put("learned_views", json.dumps([
+                {"first": v.first, "second": v.second, "homography": np.asarray(v.homography).tolist(),
+                 "seeds": v.seeds, "inliers": v.inliers} for v in views.values()]))
+
     # ---- runs ----------------------------------------------------------------------------------------
     def begin_run(self, config: dict[str, Any], model: dict[str, Any], sources: Sequence[str],
                   forget_after_s: float, gallery_size: int, metric_window: int, retention_days: float = 0.0,
@@ -360,7 +381,7 @@ class IdentityStore:
         self.prune()
         horizon = offset - forget_after_s if forget_after_s > 0 else float("-inf")
         return Resume(self.run["id"], offset, self.load_identities(gallery_size, horizon),
-                      self.load_metric_groups(metric_window), self.load_state())
+                      self.load_metric_groups(metric_window), self.load_state(), self.learned_views)
 
     def _check_model(self, model: dict[str, Any], on_mismatch: str, reembed: Any) -> None:
         stored = self.model

@@ -11,7 +11,11 @@
    that camera); rank-1 = the top identity is the one the run gave most of that person's boxes.
 
     python -m tools.bench_store [--out runs/bench_store] [--detections gt yolox] [--queries 5] [--reid W.pt] \
-        [--calibrated]
+        [--calibrated] [--live]
+
+``--live``: every run in live mode (online ids only, pipeline/live.py), and the second half once more on a
+store of its own: what the first run's store brings (its identities, and the views it learned to overlap,
+which a fresh live run learns only after tens of seconds).
 
 Detections as tools/bench_terrace.py: gt = ground-truth boxes through the mot detector, yolox = YOLOX-Nano.
 Predicted boxes are matched to ground-truth boxes of their frame at IoU >= 0.5.
@@ -38,16 +42,18 @@ MIN_QUERY_HEIGHT = 48  # pixels: a query crop a person would pick
 
 
 def run(scene: Path, records: list[dict], source: str, out: Path, store: Path, data: Path, reid: str,
-        calibrated: bool) -> Path:
+        calibrated: bool, live: bool = False) -> Path:
     from pipeline.config import load_pipeline_config
+    from pipeline.live import LivePipeline
     from pipeline.runner import MultiCameraPipeline
 
     cameras = [r["name"] for r in records]
     overrides = {**detection_overrides(source, scene, cameras, data), "output.out": str(out), "progress": False,
-                 "store.path": str(store), "reid.weights": reid}
+                 "store.path": str(store), "reid.weights": reid, "association.refine": not live}
     if calibrated:  # the dataset's image -> ground homographies, as tools/bench_terrace.py --calibrated
         overrides["cameras"] = [{"id": r["name"], "homography": r["homography"]} for r in records]
-    summary = MultiCameraPipeline(load_pipeline_config(None, overrides)).run([r["video"] for r in records])
+    pipeline = LivePipeline if live else MultiCameraPipeline
+    summary = pipeline(load_pipeline_config(None, overrides)).run([r["video"] for r in records])
     if summary["failed_sources"]:
         raise RuntimeError(f"{out}: camera(s) {summary['failed_sources']} failed")
     return out / "mtmc.txt"
@@ -90,19 +96,19 @@ def person_ids(gt: np.ndarray, pred: np.ndarray, camera: int | None = None) -> d
     return {person: max(counts, key=counts.get) for person, counts in votes.items()}
 
 
-def chained(data: Path, out: Path, source: str, reid: str, calibrated: bool) -> dict[str, Any]:
+def chained(data: Path, out: Path, source: str, reid: str, calibrated: bool, live: bool = False) -> dict[str, Any]:
     folder = data / DATASET
     whole_records = prepare_scene(out / "scene_whole", None, folder)
     whole_store = fresh(out / f"whole_{source}.sqlite")
     whole = run(out / "scene_whole", whole_records, source, out / f"whole_{source}", whole_store, data, reid,
-                calibrated)
+                calibrated, live)
     store = fresh(out / f"chained_{source}.sqlite")
     parts = []
     for number, frames in enumerate(HALVES, start=1):
         scene = out / f"scene_half{number}"
         records = prepare_scene(scene, frames, folder)
         pred = read_mtmc_rows(run(scene, records, source, out / f"half{number}_{source}", store, data, reid,
-                                  calibrated))
+                                  calibrated, live))
         gt = read_mtmc_rows(scene / "mtmc_gt.txt")
         parts.append((frames, pred, gt))
     joined = np.vstack([np.column_stack([p[:, :2], p[:, 2] + frames.start, p[:, 3:]]) for frames, p, _ in parts])
@@ -121,7 +127,13 @@ def chained(data: Path, out: Path, source: str, reid: str, calibrated: bool) -> 
     kept = [p for p in both if second[p] in first[p]]
     old_ids = set(pred1[:, 1].astype(int).tolist())
     inherited = [p for p in set(second) - set(first) if second[p] in old_ids]
-    return {"whole_idf1": whole_idf1, "chained_idf1": chained_idf1, "ratio": chained_idf1 / whole_idf1,
+    result = {}
+    if live:  # the second half again, on a store of its own
+        alone = run(out / "scene_half2", prepare_scene(out / "scene_half2", HALVES[1], folder), source,
+                    out / f"half2_alone_{source}", fresh(out / f"half2_alone_{source}.sqlite"), data, reid,
+                    calibrated, live)
+        result["half2_alone_idf1"] = evaluate_mtmc(out / "scene_half2" / "mtmc_gt.txt", alone)["MTMC"]["IDF1"]
+    return result | {"whole_idf1": whole_idf1, "chained_idf1": chained_idf1, "ratio": chained_idf1 / whole_idf1,
             "half_idf1": [evaluate_mtmc(out / f"scene_half{n}" / "mtmc_gt.txt", out / f"half{n}_{source}" / "mtmc.txt")
                           ["MTMC"]["IDF1"] for n in (1, 2)],
             "people_in_both_halves": len(both), "kept_their_id": len(kept),
@@ -185,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reid", default="", help="ReID weights for every run (default: the Embedder's)")
     parser.add_argument("--calibrated", action="store_true",
                         help="give the runs the dataset's image -> ground homographies (config cameras:)")
+    parser.add_argument("--live", action="store_true", help="every run in live mode (online ids only)")
     args = parser.parse_args(argv)
     data = Path(args.data) if args.data else data_root()
     report = {}
@@ -192,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         check_inputs(data, args.detections)
         args.out.mkdir(parents=True, exist_ok=True)
         for source in args.detections:
-            result = chained(data, args.out, source, args.reid, args.calibrated)
+            result = chained(data, args.out, source, args.reid, args.calibrated, args.live)
             result["search"] = search_rank1(args.out, source, args.queries, args.reid or None)
             report[source] = result
             print(f"{DETECTIONS[source]}: MTMC IDF1 whole {100 * result['whole_idf1']:.1f}, chained halves "
@@ -203,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{result['new_people_given_an_old_id']} new people took an old one; search rank-1 "
                   f"{100 * result['search']['rank1']:.1f}% of {result['search']['queries']} queries, "
                   f"{result['search']['people_mostly_first']} of {result['search']['people']} people ranked first "
-                  f"by most of their queries", flush=True)
+                  f"by most of their queries" + (f"; second half on a store of its own "
+                                                   f"{100 * result['half2_alone_idf1']:.1f}" if args.live else ""),
+                  flush=True)
     except (UserError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -189,6 +189,8 @@ class IdentityStage:
         known.update({(f.first, f.second): f for f in fits})
         self.associator.learned_views = {pair: f.homography for pair, f in known.items()}
         self.info["overlaps"] = list(known.values())
+        if self.store is not None and any(f.source == "learned" for f in fits):
+            self.store.save_views(fits)
 
     def finish(self, metric: SceneMetric | None = None) -> tuple[dict[int, int] | None, str]:
         """(uid -> final global id, mode) after the offline pass; (None, "online") without one. ``metric``: a
@@ -202,6 +204,7 @@ class IdentityStage:
         self.counts["geometry_cuts"] = self.info["geometry_cuts"]
         if self.store is not None:
             self.store.save_final(final, self._final_identities(final), self._associator_state())
+            self.store.save_views(self.info["overlaps"])
         return final, f"offline (online assignment + global refinement pass, {self.info['metric']})"
 
     @property
@@ -240,6 +243,8 @@ class IdentityStage:
         state = resume.state
         self.associator.adopt(resume.identities, state.next_id, resume.metric_groups,
                               (state.centre_total, state.centre_count))
+        if self.learns_views and resume.views:  # live: match with the views earlier runs learned from the start
+            self._take_up_views(resume.views)
 
     def close_store(self, colour_stats: dict | None = None) -> None:
         if self.store is None:
