@@ -153,8 +153,9 @@ def print_table(results: list[Result], runs: int) -> None:
             stored, plain = r.median(r.stored, "wall_s"), r.median(r.pipeline, "wall_s")
             print(f"{r.cameras} cameras: with an identity store {stored:.2f} s, without {plain:.2f} s: "
                   f"ratio {stored / plain:.3f}")
-    print("\nms per frame by stage (pipeline, median); embed runs on a worker thread beside detection, "
-          "embed_wait is the main thread waiting for it")
+    print("\nms per frame by stage (pipeline, median); embed runs on a worker thread beside detection (and on the "
+          "main thread for batches the worker has not started when the main thread would wait), embed_wait is the "
+          "main thread waiting for it")
     print(f"{'cams':>4} | " + " ".join(f"{stage:>10}" for stage in STAGES) + f" | {'dec+det':>8}")
     for r in results:
         baseline_ms = 1000 * r.median(r.baseline, "wall_s") / (r.cameras * r.frames)

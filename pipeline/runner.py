@@ -101,6 +101,7 @@ class MultiCameraPipeline:
     background_refit = False  # the online scene metric is refitted in place: reproducible runs
     store_by_default = False  # file runs keep an identity store only when store.path is given
     batches_in_flight = MAX_BATCHES_IN_FLIGHT
+    embeds_while_waiting = True  # the embedding worker is a local thread: see _embed_waiting_batches_here
 
     def __init__(self, config: PipelineConfig, detector: Detector | None = None, embedder: Any = None,
                  tracker_factory: Callable[[float], Any] | None = None, identity_stage: IdentityStage | None = None):
@@ -255,11 +256,28 @@ class MultiCameraPipeline:
         ``batches_in_flight``) are out."""
         keep = self.batches_in_flight if keep is None else keep
         while self.in_flight and (len(self.in_flight) > keep or self.in_flight[0][1].done()):
+            if self.embeds_while_waiting and not self.in_flight[0][1].done():
+                self._embed_waiting_batches_here()
             tracklets, future, running = self.in_flight.popleft()
             embedded: Embedded = self.timer.time("embed_wait", future.result)
             assignments = self.timer.time("associate", self.identities.assign, tracklets, embedded,
                                           self._crops_per_embed(), running)
             self.timer.time("write", self._write, tracklets, assignments)
+
+    def _embed_waiting_batches_here(self) -> None:
+        """This thread would only wait for the worker: it embeds the batches the worker has not started yet
+        itself, newest first (the worker goes on from the oldest), with the same results. At the end of a
+        400-frame run on 2 cores the flush's batches were 1.6 of the 2.9 s the pipeline added to decode + detect."""
+        for position in reversed(range(len(self.in_flight))):
+            tracklets, future, running = self.in_flight[position]
+            if not future.cancel():  # running or done: the worker has it
+                continue
+            here: Future = Future()
+            try:
+                here.set_result(self.timer.time("embed", self.identities.embed, self.embedder, tracklets))
+            except Exception as error:  # raised where the worker's would be: at future.result()
+                here.set_exception(error)
+            self.in_flight[position] = (tracklets, here, running)
 
     def _crops_per_embed(self) -> int:
         """Crops the embedder actually runs per tracklet (its clip length in 'even' mode)."""

@@ -10,6 +10,8 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -152,6 +154,41 @@ def test_association_lab_replays_the_pipelines_own_ids(scene, embedder, tmp_path
     other = [load_pipeline_config(None, {"association.refine": not live, "association.metric_threshold": limit,
                                          "association.threshold": limit}) for limit in (0.05, 1.9)]
     assert any(replay(stage.record, c) != pipeline_ids for c in other)  # and it follows the settings it is given
+
+
+class SlowWorkerEmbedder:
+    """The real embedder, slowed on the embedding worker so batches queue up; records the threads that embed."""
+
+    def __init__(self, embedder):
+        self.embedder, self.threads = embedder, []
+
+    def __getattr__(self, name):
+        return getattr(self.embedder, name)
+
+    def embed_with_frames(self, *args, **kwargs):
+        self.threads.append(threading.current_thread().name)
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(0.3)
+        return self.embedder.embed_with_frames(*args, **kwargs)
+
+
+class WaitingPipeline(MultiCameraPipeline):
+    embeds_while_waiting = False
+
+
+@needs_data
+def test_batches_the_worker_has_not_started_are_embedded_by_the_waiting_thread_with_the_same_ids(
+        scene, embedder, tmp_path):
+    outputs = {}
+    for pipeline_class in (MultiCameraPipeline, WaitingPipeline):
+        out = tmp_path / pipeline_class.__name__
+        sources, config = scene_run(scene, out, ["cam1", "cam2"], **{"reid.batch_size": 2})
+        slow = SlowWorkerEmbedder(embedder)
+        pipeline_class(config, embedder=slow).run(sources)
+        outputs[pipeline_class] = ((out / "mtmc.txt").read_text(), final_ids(out), slow.threads)
+    (mtmc, ids, threads), (waited_mtmc, waited_ids, waited_threads) = outputs.values()
+    assert "MainThread" in threads and "MainThread" not in waited_threads
+    assert (mtmc, ids) == (waited_mtmc, waited_ids)
 
 
 @needs_data

@@ -59,6 +59,8 @@ class Associator(MultiCameraPipeline):
     """``submit(batch) -> Future`` embeds one batch (IdentityStage.embed) elsewhere; ``embedder``: a stand-in
     with the embedder's description (model_info, embedding_dim, seq_len, test_mode, embed) for the store."""
 
+    embeds_while_waiting = False  # the batches run on the embedder actors; their futures cannot be taken back
+
     def __init__(self, config: PipelineConfig, live: bool, submit: Callable[[list[Tracklet]], Future],
                  embedder: Any, batches_in_flight: int):
         super().__init__(live_config(config) if live else config, embedder=embedder)
