@@ -15,7 +15,7 @@ tracklet, and the metric learns from a window.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Sequence
@@ -171,12 +171,14 @@ class OnlineAssociator:
         self._update_metric(observations)
         assignments, pending = [], []
         rematched: dict[int, Identity] = {}  # uid -> the identity of a continuation matched afresh
+        tracklets_of = Counter((o.camera_id, o.track_id) for o in observations)
         for observation in sorted(observations, key=lambda o: o.start_time):
             known = self.by_track.get((observation.camera_id, observation.track_id))
             identity = None if known is None else self.identities[known]
             if identity is None or identity.busy(observation):
                 pending.append(observation)  # new track, or a continuation that would put its identity twice in one frame
-            elif self.config.rematch_continuations and not self._still_matches(observation, identity):
+            elif (self.config.rematch_continuations and tracklets_of[observation.camera_id, observation.track_id] == 1
+                  and not self._still_matches(observation, identity)):  # one per track: its tracklets stay in order
                 rematched[observation.uid] = identity
                 pending.append(observation)
             else:
