@@ -201,10 +201,12 @@ class OnlineAssociator:
     def _still_matches(self, observation: Observation, identity: Identity) -> bool:
         """Whether a continuation would match its track's identity on its own (under the threshold, geometry
         included): when it does not, the tracker may have gone on with someone else."""
-        if observation.embedding is None:
-            return True
+        return observation.embedding is None or self._relative_distance(observation, identity) < 1.0
+
+    def _relative_distance(self, observation: Observation, identity: Identity) -> float:
+        """The observation's distance to the identity over the threshold of its space: a match under 1."""
         distance, in_metric = self.distance_matrix([observation], [identity])
-        return distance[0, 0] < (self.config.metric_threshold if in_metric[0, 0] else self.config.threshold)
+        return distance[0, 0] / (self.config.metric_threshold if in_metric[0, 0] else self.config.threshold)
 
     def _forget(self, now: float) -> None:
         """Drop identities not seen for forget_after_s, with their tracks; trim old spans of the others."""
@@ -371,8 +373,7 @@ class OnlineAssociator:
                     if camera in learned and not identity.busy(replace(observation, camera_id=camera))}
             if not feet or self._geometry_scale(feet, observation) != self.config.overlap_same_scale:
                 continue
-            costs, in_metric = self.distance_matrix([observation], [candidate])
-            cost = costs[0, 0] / (self.config.metric_threshold if in_metric[0, 0] else self.config.threshold)
+            cost = self._relative_distance(observation, candidate)
             if cost < best_cost:
                 best, best_cost = candidate, cost
         return best

@@ -184,7 +184,8 @@ class IdentityStage:
 
     def _take_up_views(self, fits: list) -> None:
         """A pair's new mapping replaces its old one; a pair the window no longer verifies keeps its mapping
-        (cameras do not move, but a window of few walkers may give too little evidence)."""
+        (cameras do not move, but a window of few walkers may give too little evidence). New learned mappings
+        go to the identity store, when there is one."""
         known = {(f.first, f.second): f for f in self.info.get("overlaps", [])}
         known.update({(f.first, f.second): f for f in fits})
         self.associator.learned_views = {pair: f.homography for pair, f in known.items()}
@@ -243,8 +244,10 @@ class IdentityStage:
         state = resume.state
         self.associator.adopt(resume.identities, state.next_id, resume.metric_groups,
                               (state.centre_total, state.centre_count))
-        if self.learns_views and resume.views:  # live: match with the views earlier runs learned from the start
-            self._take_up_views(resume.views)
+        # live: match with the views earlier runs learned from the start, but for pairs this run calibrates
+        stored = [v for v in resume.views if self.calibration.between(v.first, v.second) is None]
+        if self.learns_views and stored:
+            self._take_up_views(stored)
 
     def close_store(self, colour_stats: dict | None = None) -> None:
         if self.store is None:
