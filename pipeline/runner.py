@@ -343,6 +343,7 @@ class MultiCameraPipeline:
             "refine_changes": self.identities.counts["refine_changes"],
             "geometry_cuts": self.identities.counts["geometry_cuts"],  # where overlapping views showed two people
             "overlapping_views": self.identities.overlapping_views,  # pipeline/association/overlap.py
+            "merged_identities": self.identities.merged_identities,  # live: [newer, older] ids found to be one person
             "stage_ms_per_frame": {k: round(v, 3) for k, v in per_frame.items()},
             "wall_s": round(wall, 3),
             "throughput_fps": round(frames / wall, 2) if wall > 0 else None,

@@ -459,9 +459,10 @@ class IdentityStore:
     def _wall(self, clock: float) -> float:
         return self.run["wall_origin"] + clock - self.run["clock_offset"]
 
-    def save_batch(self, sightings: Sequence[Sighting], identities: Iterable[Identity], state: AssociatorState
-                   ) -> None:
-        """One assigned batch, in one transaction: its sightings, the identities they touched, the state."""
+    def save_batch(self, sightings: Sequence[Sighting], identities: Iterable[Identity], state: AssociatorState,
+                   removed: Sequence[int] = ()) -> None:
+        """One assigned batch, in one transaction: its sightings, the identities they touched, the state;
+        ``removed``: identities merged into others (their sightings keep the id they had)."""
         run_id = self.run["id"]
         first_seen: dict[int, float] = {}
         for s in sightings:
@@ -481,6 +482,7 @@ class IdentityStore:
                     self._db.execute("INSERT INTO metric_crops VALUES (?, ?, ?, ?, ?, ?)",
                                      (cursor.lastrowid, s.camera_id, s.track_id, s.start_time, s.end_time,
                                       encode_array(np.asarray(s.metric_crops, np.float16))))
+            self._db.executemany("DELETE FROM identities WHERE global_id = ?", [(gid,) for gid in removed])
             for identity in identities:
                 self._upsert_identity(identity, first_seen.get(identity.global_id, identity.last_seen), run_id)
             self._db.execute("DELETE FROM metric_crops WHERE sighting_id NOT IN (SELECT sighting_id FROM metric_crops "

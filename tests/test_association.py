@@ -685,7 +685,8 @@ def test_live_mode_learns_the_views_and_relinks_a_person_given_two_ids_before_th
     from pipeline.association.offline import learn_view_overlaps
 
     observations = [o for o in few_people_whose_looks_change_across_views() if o.camera_id in ("a", "b")]
-    config = plain_overlap_config(refine=False, threshold=0.3)
+    # without merging, which would join the two ids when the views are learned (the next test)
+    config = plain_overlap_config(refine=False, threshold=0.3, merge_same_place=False)
     assert [(f.first, f.second) for f in learn_view_overlaps(observations, config)] == [("a", "b")]
     homography = learn_view_overlaps(observations, config)[0].homography
 
@@ -702,6 +703,60 @@ def test_live_mode_learns_the_views_and_relinks_a_person_given_two_ids_before_th
     relinked = associator.assign([part(person_b, 5, 10, uid_offset=100)], running)[0]
     assert (relinked.global_id, relinked.how) == (ids[person_a.uid], "relinked")
     assert associator.by_track["b", 0] == ids[person_a.uid]  # the track goes on under it
+
+
+def test_live_mode_merges_the_two_ids_of_people_it_saw_in_both_views_before_it_learned_them():
+    """Three people walk through both views; before the views are known each gets one id per camera, and their
+    tracks end (no running track to relink). When the views are learned, each pair of ids that stood at one
+    place at the same times becomes one: the person's next tracklet in either camera takes the older id, the
+    newer id is no more (merged_identities says which), and no two people are merged."""
+    from pipeline.association import OnlineAssociator
+    from pipeline.association.offline import learn_view_overlaps
+
+    observations = [o for o in few_people_whose_looks_change_across_views() if o.camera_id in ("a", "b")]
+    config = plain_overlap_config(refine=False, threshold=0.3)
+    homography = learn_view_overlaps(observations, config)[0].homography
+
+    def part(o, start: float, end: float, uid_offset: int = 0, track_offset: int = 0):
+        keep = (o.feet[:, 0] >= start) & (o.feet[:, 0] < end)
+        return replace(o, uid=o.uid + uid_offset, track_id=o.track_id + track_offset, start_time=start,
+                       end_time=end - 0.1, feet=o.feet[keep])
+
+    associator = OnlineAssociator(config)
+    ids = {a.uid: a.global_id for a in associator.assign([part(o, 0, 5) for o in observations])}
+    person = {o.uid: o.track_id for o in observations}
+    assert len(set(ids.values())) == 6  # looks alone (0.36 > 0.3): one id per person and camera
+    associator.learned_views = {("a", "b"): homography}
+    later = [a for camera in ("a", "b")  # one camera per batch: one tracklet per identity and round of matching
+             for a in associator.assign([part(o, 5, 10, uid_offset=100, track_offset=10)
+                                         for o in observations if o.camera_id == camera])]
+    assert sorted((person[a.uid - 100], a.global_id) for a in later) == \
+        sorted((person[o.uid], min(ids[q.uid] for q in observations if q.track_id == o.track_id)) for o in observations)
+    assert sorted(associator.merged) == sorted(
+        (max(ids[q.uid] for q in observations if q.track_id == p), min(ids[q.uid] for q in observations if q.track_id == p))
+        for p in range(3))
+    assert len(associator.identities) == 3
+
+
+def test_live_mode_never_merges_two_people_one_camera_saw_at_once():
+    """Person 0 in camera a and person 1 in camera b stand at one place on the ground, but camera a is tracking
+    person 1 at the same time (a running track): two people, whatever the feet say, so no merge."""
+    from pipeline.association import OnlineAssociator
+    from pipeline.association.offline import learn_view_overlaps
+
+    observations = [o for o in few_people_whose_looks_change_across_views() if o.camera_id in ("a", "b")]
+    config = plain_overlap_config(refine=False, threshold=0.3)
+    homography = learn_view_overlaps(observations, config)[0].homography
+    person_0_in_a = next(o for o in observations if o.camera_id == "a" and o.track_id == 0)
+    person_0_in_b = next(o for o in observations if o.camera_id == "b" and o.track_id == 0)
+    associator = OnlineAssociator(config)
+    first = associator.assign([replace(person_0_in_a, end_time=5.0, feet=person_0_in_a.feet[person_0_in_a.feet[:, 0] < 5])])
+    second = associator.assign([replace(person_0_in_b, end_time=5.0, feet=person_0_in_b.feet[person_0_in_b.feet[:, 0] < 5],
+                                        continues=True)])
+    associator.identities[second[0].global_id].open_tracks[("a", 9)] = 0.0  # camera a tracks it now too
+    associator.learned_views = {("a", "b"): homography}
+    associator.assign([])
+    assert associator.merged == [] and first[0].global_id != second[0].global_id
 
 
 def test_live_view_learning_on_the_worker_is_taken_up_by_a_later_batch():

@@ -109,11 +109,18 @@ def test_terrace_run_writes_ground_positions_and_links_the_two_real_views(tmp_pa
 
 def majority_ids(records: list[dict], scene, out) -> list[dict[int, int]]:
     """Per camera: ground-truth person -> the global id most of their boxes got in ``out``/mtmc.txt (people with
-    100+ matched boxes; the tracker reports Kalman-filtered boxes, matched to the nearest gt box)."""
+    100+ matched boxes)."""
+    return [{p: max(v, key=v.get) for p, v in votes.items() if sum(v.values()) >= 100}
+            for votes in id_votes(records, scene, out)]
+
+
+def id_votes(records: list[dict], scene, out) -> list[dict[int, dict[int, int]]]:
+    """Per camera: ground-truth person -> global id -> boxes of the person with that id in ``out``/mtmc.txt (the
+    tracker reports Kalman-filtered boxes, matched to the nearest gt box)."""
     from pipeline.motio import read_mot_rows
 
     mtmc = read_mot_rows(out / "mtmc.txt", min_columns=9)
-    ids_of_person = []
+    per_camera = []
     for number, record in enumerate(records, start=1):
         gt = read_mot_rows(scene / "gt" / record["name"] / "gt" / "gt.txt")
         votes: dict[int, dict[int, int]] = {}
@@ -124,8 +131,8 @@ def majority_ids(records: list[dict], scene, out) -> list[dict[int, int]]:
                 person = int(same_frame[offset.argmin(), 1])
                 votes.setdefault(person, {}).setdefault(int(row[1]), 0)
                 votes[person][int(row[1])] += 1
-        ids_of_person.append({p: max(v, key=v.get) for p, v in votes.items() if sum(v.values()) >= 100})
-    return ids_of_person
+        per_camera.append(votes)
+    return per_camera
 
 
 @needs_terrace
@@ -172,6 +179,15 @@ def test_terrace_live_learns_the_views_and_links_people_across_them_without_cali
     first, second = majority_ids(records, tmp_path / "scene", tmp_path / "out")
     linked = [p for p in set(first) & set(second) if first[p] == second[p]]
     assert len(linked) >= LIVE_LINKED, (first, second)
+    # ids merged when the views were learned were one person's (the person most boxes under each id show)
+    boxes: dict[int, dict[int, int]] = {}
+    for votes in id_votes(records, tmp_path / "scene", tmp_path / "out"):
+        for person, ids in votes.items():
+            for global_id, count in ids.items():
+                boxes.setdefault(global_id, {}).setdefault(person, 0)
+                boxes[global_id][person] += count
+    person_of = {global_id: max(people, key=people.get) for global_id, people in boxes.items()}
+    assert summary["merged_identities"] and all(person_of[a] == person_of[b] for a, b in summary["merged_identities"])
 
 
 def test_live_assignment_follows_where_the_identities_open_tracks_are_now():

@@ -86,6 +86,7 @@ class IdentityStage:
         self.resumed: dict[int, tuple[list, list, float]] = {}  # offline runs: stored galleries as resumed
         self.next_id = 1  # after finish: the next unused global id
         self.store_info: dict[str, Any] = {}  # for the run's summary: path, run, resumed identities, clock offset
+        self._merges_saved = 0  # of associator.merged, written to the store
 
     @property
     def offline(self) -> bool:
@@ -216,6 +217,11 @@ class IdentityStage:
                 for f in self.info.get("overlaps", [])]
 
     @property
+    def merged_identities(self) -> list[list[int]]:
+        """[newer id, older id] of identities live mode merged when it learned views (online._merge_same_place)."""
+        return [list(pair) for pair in self.associator.merged]
+
+    @property
     def identities(self) -> int:
         return len(self.assigned_ids)
 
@@ -269,8 +275,11 @@ class IdentityStage:
         by_uid = {a.uid: a for a in assignments}
         sightings = [self._sighting(t, o, by_uid[t.uid]) for t, o in zip(tracklets, observations)]
         known = self.associator.identities
-        self.store.save_batch(sightings, [known[g] for g in {a.global_id for a in assignments} if g in known],
-                              self._associator_state())
+        merged = self.associator.merged[self._merges_saved:]  # the kept one changed, the other is no more
+        self._merges_saved += len(merged)
+        touched = {a.global_id for a in assignments} | {kept for _, kept in merged}
+        self.store.save_batch(sightings, [known[g] for g in touched if g in known], self._associator_state(),
+                              removed=[gone for gone, _ in merged])
 
     def _sighting(self, tracklet: Tracklet, observation: Observation, assignment: Assignment
                   ) -> identity_store.Sighting:
