@@ -759,6 +759,26 @@ def test_live_mode_never_merges_two_people_one_camera_saw_at_once():
     assert associator.merged == [] and first[0].global_id != second[0].global_id
 
 
+def test_live_mode_merges_no_identity_whose_tracklets_had_no_embedding():
+    """A tracklet with no usable crop has feet but no embedding: its identity has no looks to compare, so the
+    merge at first learning passes it by (CI crashed here: an empty gallery reached the centring)."""
+    from pipeline.association import OnlineAssociator
+    from pipeline.association.offline import learn_view_overlaps
+
+    observations = [o for o in few_people_whose_looks_change_across_views() if o.camera_id in ("a", "b")]
+    config = plain_overlap_config(refine=False, threshold=0.3)
+    homography = learn_view_overlaps(observations, config)[0].homography
+    in_a = [o for o in observations if o.camera_id == "a"]
+    person_0_in_b = next(o for o in observations if o.camera_id == "b" and o.track_id == 0)
+    associator = OnlineAssociator(replace(config, center=True))  # centred cosine: the path that crashed
+    ids = {a.uid: a.global_id for a in associator.assign(in_a)}
+    lookless = associator.assign([replace(person_0_in_b, embedding=None, crop_features=None)])[0]
+    assert lookless.global_id not in ids.values()  # no looks: no match either
+    associator.learned_views = {("a", "b"): homography}
+    associator.assign([])
+    assert associator.merged == [] and len(associator.identities) == len(in_a) + 1
+
+
 def test_live_view_learning_on_the_worker_is_taken_up_by_a_later_batch():
     """Live mode learns the views on a worker thread (the polling loop must not stall on it) and a later batch
     takes the mapping up; file runs learn in place. A relearn that finds no view keeps the pair's mapping."""

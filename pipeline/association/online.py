@@ -440,6 +440,8 @@ class OnlineAssociator:
 
     def _gallery_distance(self, first: Identity, second: Identity) -> float:
         """Median over ``second``'s gallery of its distance to ``first``'s, over the threshold of its space."""
+        if not first.gallery or not second.gallery:  # tracklets without an embedding leave feet, no gallery
+            return float("inf")
         reduce = np.min if self.config.gallery_metric == "min" else np.mean
         means_first = [m for m in first.crop_means if m is not None]
         means_second = [m for m in second.crop_means if m is not None]
@@ -449,8 +451,6 @@ class OnlineAssociator:
         else:
             queries, gallery = self.centre.apply(np.asarray(second.gallery)), self.centre.apply(np.asarray(first.gallery))
             threshold = self.config.threshold
-        if not len(queries) or not len(gallery):
-            return float("inf")
         return float(np.median(reduce(1.0 - queries @ gallery.T, axis=1))) / threshold
 
     def _merge(self, identity: Identity, into: Identity) -> None:
