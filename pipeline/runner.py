@@ -181,6 +181,7 @@ class MultiCameraPipeline:
         """Output files, identity stage (and its store), timers: the associator of the Ray backend opens them too."""
         self.writer = OutputWriter(Path(self.config.output.out), camera_ids, spool=self.config.association.refine)
         self.identities = self.identity_stage or IdentityStage(self.config, background_refit=self.background_refit)
+        self.merges_written = 0  # of identities.merged_identities, written as events
         self.timer = StageTimer()
         # batches sent to the embedding worker, with the running tracks' feet when they were cut
         self.in_flight: deque[tuple[list[Tracklet], Future, dict | None]] = deque()
@@ -286,6 +287,10 @@ class MultiCameraPipeline:
         return self.config.tracklets.crops_per_tracklet
 
     def _write(self, tracklets: list[Tracklet], assignments: list[Assignment]) -> None:
+        merged = self.identities.merged_identities[self.merges_written:]  # before the batch's ids: they name the kept
+        self.merges_written += len(merged)
+        for gone, kept in merged:
+            self.writer.event("identities_merged", old_global_id=gone, global_id=kept)
         by_uid = {a.uid: a for a in assignments}
         for tracklet in tracklets:
             assignment = by_uid[tracklet.uid]

@@ -5,7 +5,7 @@
 - ``mtmc.txt``: AI City ``camera_id id frame x y w h xworld yworld`` over all cameras (camera_id is the
   1-based position of the source on the command line; summary.json maps numbers to names).
 - ``events.jsonl``: one JSON object a line (tracklet_finished, identity_assigned, identity_updated,
-  source_error, ...).
+  identities_merged (live: an id found to be another's person; its tracks go on under that id), source_error, ...).
 - ``tracklets/<camera>.txt`` (runs with a global pass only): MOT rows keyed by tracklet uid, the spool the
   final rewrite reads, so nothing of the run's boxes has to stay in memory.
 - ``summary.json``.

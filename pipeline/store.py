@@ -460,9 +460,10 @@ class IdentityStore:
         return self.run["wall_origin"] + clock - self.run["clock_offset"]
 
     def save_batch(self, sightings: Sequence[Sighting], identities: Iterable[Identity], state: AssociatorState,
-                   removed: Sequence[int] = ()) -> None:
+                   merged: Sequence[tuple[int, int]] = ()) -> None:
         """One assigned batch, in one transaction: its sightings, the identities they touched, the state;
-        ``removed``: identities merged into others (their sightings keep the id they had)."""
+        ``merged``: (gone, kept) ids, in the order live mode merged them: the gone identity's row is removed and
+        its sightings take the kept id (``online_id`` keeps the one they were given)."""
         run_id = self.run["id"]
         first_seen: dict[int, float] = {}
         for s in sightings:
@@ -482,7 +483,8 @@ class IdentityStore:
                     self._db.execute("INSERT INTO metric_crops VALUES (?, ?, ?, ?, ?, ?)",
                                      (cursor.lastrowid, s.camera_id, s.track_id, s.start_time, s.end_time,
                                       encode_array(np.asarray(s.metric_crops, np.float16))))
-            self._db.executemany("DELETE FROM identities WHERE global_id = ?", [(gid,) for gid in removed])
+            for gone, kept in merged:
+                self._merge_identity(gone, kept, first_seen)
             for identity in identities:
                 self._upsert_identity(identity, first_seen.get(identity.global_id, identity.last_seen), run_id)
             self._db.execute("DELETE FROM metric_crops WHERE sighting_id NOT IN (SELECT sighting_id FROM metric_crops "
@@ -491,6 +493,13 @@ class IdentityStore:
             self._put_state(state, clock_end)
         if time.time() - self._last_prune > PRUNE_EVERY_S:
             self.prune()
+
+    def _merge_identity(self, gone: int, kept: int, first_seen: dict[int, float]) -> None:
+        row = self._db.execute("SELECT first_seen FROM identities WHERE global_id = ?", (gone,)).fetchone()
+        if row:
+            first_seen[kept] = min(first_seen.get(kept, row[0]), row[0])
+        self._db.execute("DELETE FROM identities WHERE global_id = ?", (gone,))
+        self._db.execute("UPDATE sightings SET global_id = ? WHERE global_id = ?", (kept, gone))
 
     def _upsert_identity(self, identity: Identity, first_seen: float, run_id: int) -> None:
         gallery, means = _gallery_arrays(identity)

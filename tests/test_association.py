@@ -705,16 +705,18 @@ def test_live_mode_learns_the_views_and_relinks_a_person_given_two_ids_before_th
     assert associator.by_track["b", 0] == ids[person_a.uid]  # the track goes on under it
 
 
-def test_live_mode_merges_the_two_ids_of_people_it_saw_in_both_views_before_it_learned_them():
+@pytest.mark.parametrize("gallery_size", [16, 2])
+def test_live_mode_merges_the_two_ids_of_people_it_saw_in_both_views_before_it_learned_them(gallery_size):
     """Three people walk through both views; before the views are known each gets one id per camera, and their
     tracks end (no running track to relink). When the views are learned, each pair of ids that stood at one
     place at the same times becomes one: the person's next tracklet in either camera takes the older id, the
-    newer id is no more (merged_identities says which), and no two people are merged."""
+    newer id is no more (merged_identities says which), and no two people are merged. With galleries full
+    (two tracklets each, gallery_size 2) the merged one keeps both views' looks (was: only the newer's)."""
     from pipeline.association import OnlineAssociator
     from pipeline.association.offline import learn_view_overlaps
 
     observations = [o for o in few_people_whose_looks_change_across_views() if o.camera_id in ("a", "b")]
-    config = plain_overlap_config(refine=False, threshold=0.3)
+    config = plain_overlap_config(refine=False, threshold=0.3, gallery_size=gallery_size)
     homography = learn_view_overlaps(observations, config)[0].homography
 
     def part(o, start: float, end: float, uid_offset: int = 0, track_offset: int = 0):
@@ -723,7 +725,9 @@ def test_live_mode_merges_the_two_ids_of_people_it_saw_in_both_views_before_it_l
                        end_time=end - 0.1, feet=o.feet[keep])
 
     associator = OnlineAssociator(config)
-    ids = {a.uid: a.global_id for a in associator.assign([part(o, 0, 5) for o in observations])}
+    ids = {a.uid: a.global_id for a in associator.assign([part(replace(o, continues=True), 0, 2.5) for o in observations])}
+    for a in associator.assign([part(o, 2.5, 5, uid_offset=50) for o in observations]):
+        assert a.global_id == ids[a.uid - 50]  # the track's last tracklet: a full gallery of 2
     person = {o.uid: o.track_id for o in observations}
     assert len(set(ids.values())) == 6  # looks alone (0.36 > 0.3): one id per person and camera
     associator.learned_views = {("a", "b"): homography}
@@ -757,6 +761,35 @@ def test_live_mode_never_merges_two_people_one_camera_saw_at_once():
     associator.learned_views = {("a", "b"): homography}
     associator.assign([])
     assert associator.merged == [] and first[0].global_id != second[0].global_id
+
+
+def test_live_mode_merges_only_what_the_views_just_learned_show():
+    """A pair of views is merged for once, when first learned. Views a-b are known from the start; camera b's
+    first tracklets come without feet, so its three people get ids of their own (looks alone, 0.36 > 0.3) and
+    their feet meet camera a's only later: those splits are left to relinking, as any that arise after the
+    views are learned (merging as people came cascaded: EPFL Terrace live 52.3 -> 45.4). Learning a third
+    camera's view later merges only what that view shows, here nothing (was: a-b counted again)."""
+    from pipeline.association import OnlineAssociator
+    from pipeline.association.offline import learn_view_overlaps
+
+    observations = [o for o in few_people_whose_looks_change_across_views() if o.camera_id in ("a", "b")]
+    config = plain_overlap_config(refine=False, threshold=0.3)
+    homography = learn_view_overlaps(observations, config)[0].homography
+
+    def part(o, start: float, end: float, uid_offset: int = 0, **changes):
+        keep = (o.feet[:, 0] >= start) & (o.feet[:, 0] < end)
+        return replace(o, uid=o.uid + uid_offset, start_time=start, end_time=end - 0.1, **{"feet": o.feet[keep], **changes})
+
+    associator = OnlineAssociator(config)
+    associator.learned_views = {("a", "b"): homography}
+    for camera, feet in (("a", True), ("b", False)):
+        associator.assign([part(o, 0, 5, continues=True, **({} if feet else {"feet": None}))
+                           for o in observations if o.camera_id == camera])
+    associator.assign([part(o, 5, 10, uid_offset=100) for o in observations])  # the tracks go on, feet and all
+    assert len(associator.identities) == 6 and associator.merged == []
+    associator.learned_views = {("a", "b"): homography, ("a", "c"): np.eye(3)}
+    associator.assign([])
+    assert associator.merged == [] and len(associator.identities) == 6
 
 
 def test_live_mode_merges_no_identity_whose_tracklets_had_no_embedding():

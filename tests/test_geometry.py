@@ -3,6 +3,8 @@ positions and cross-view identities on the real EPFL Terrace cameras."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -188,6 +190,10 @@ def test_terrace_live_learns_the_views_and_links_people_across_them_without_cali
                 boxes[global_id][person] += count
     person_of = {global_id: max(people, key=people.get) for global_id, people in boxes.items()}
     assert summary["merged_identities"] and all(person_of[a] == person_of[b] for a, b in summary["merged_identities"])
+    # the event stream says so, before any tracklet is assigned the kept id because of it
+    lines = [json.loads(line) for line in (tmp_path / "out" / "events.jsonl").read_text().splitlines()]
+    merges = [[e["old_global_id"], e["global_id"]] for e in lines if e["event"] == "identities_merged"]
+    assert merges == summary["merged_identities"]
 
 
 def test_live_assignment_follows_where_the_identities_open_tracks_are_now():

@@ -89,10 +89,11 @@ def test_resume_continues_ids_and_clock_and_loads_galleries(tmp_path):
     store.close()
 
 
-def test_an_identity_merged_into_another_leaves_the_store_and_its_sightings_keep_their_id(tmp_path):
+def test_an_identity_merged_into_another_leaves_the_store_and_its_sightings_take_the_kept_id(tmp_path):
     """Live mode merges a person's second id into the first when it learns the views (pipeline/association/online.py):
-    the store drops the merged identity, so a restart does not resume it as a second gallery of the same person,
-    and keeps what was written under it."""
+    the store drops the merged identity, so a restart does not resume it as a second gallery of the same person;
+    its sightings are the kept identity's from then on (as after a file run's offline pass), online_id says what
+    they were given, and the kept identity was first seen when either was."""
     path = tmp_path / "ids.sqlite"
     write_run(path, [1, 2])
     store = IdentityStore(path)
@@ -100,14 +101,17 @@ def test_an_identity_merged_into_another_leaves_the_store_and_its_sightings_keep
     kept = identity(1, resume.clock_offset + 1.0)
     kept.gallery.append(np.eye(4, dtype=np.float32)[2])  # the merged gallery
     kept.crop_means.append(None)
+    first_seen = {r["global_id"]: r["first_seen"] for r in store.query("SELECT global_id, first_seen FROM identities")}
     store.save_batch([sighting(3, 1, resume.clock_offset, resume.clock_offset + 1.0)], [kept], AssociatorState(3),
-                     removed=[2])
+                     merged=[(2, 1)])
     store.end_run()
     store.close()
     store = IdentityStore(path)
     resume = begin(store)
     assert [(i.global_id, len(i.gallery)) for i in resume.identities] == [(1, 2)]
-    assert [r["global_id"] for r in store.query("SELECT global_id FROM sightings ORDER BY id")] == [1, 2, 1]
+    rows = store.query("SELECT global_id, online_id FROM sightings ORDER BY id")
+    assert [(r["global_id"], r["online_id"]) for r in rows] == [(1, 1), (1, 2), (1, 1)]
+    assert store.query("SELECT first_seen FROM identities")[0]["first_seen"] == min(first_seen.values())
     store.close()
 
 

@@ -104,6 +104,15 @@ def _crop_mean(observation: Observation) -> np.ndarray | None:
     return np.asarray(observation.crop_features, np.float32).mean(0) if has_crop_features(observation) else None
 
 
+def _joined_gallery(older: list, newer: list, size: int | None) -> list:
+    """Two galleries' entries as one of ``size``: the newest of each, half each where both are longer, so a
+    merged identity keeps the looks of both its views (appending one full gallery would drop all the other's)."""
+    if size is None or len(older) + len(newer) <= size:
+        return older + newer
+    from_older = min(len(older), max(size - len(newer), size // 2))
+    return older[len(older) - from_older:] + newer[len(newer) - (size - from_older):]
+
+
 def normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.clip(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12, None)
 
@@ -184,9 +193,10 @@ class OnlineAssociator:
         self.running = running or {}
         self.centre.observe(np.asarray([o.embedding for o in observations if o.embedding is not None]))
         self._update_metric(observations)
-        if self.config.merge_same_place and set(self.learned_views) - self._merged_for:
-            self._merge_same_place()
-            self._merged_for |= set(self.learned_views)
+        newly_learned = set(self.learned_views) - self._merged_for
+        if self.config.merge_same_place and newly_learned:
+            self._merge_same_place({frozenset(pair) for pair in newly_learned})
+            self._merged_for |= newly_learned
         assignments, pending = [], []
         rematched: dict[int, Identity] = {}  # uid -> the identity of a continuation matched afresh
         tracklets_of = Counter((o.camera_id, o.track_id) for o in observations)
@@ -396,24 +406,26 @@ class OnlineAssociator:
                 best, best_cost = candidate, cost
         return best
 
-    def _merge_same_place(self) -> None:
+    def _merge_same_place(self, pairs: set[frozenset]) -> None:
         """Run when views are first learned to overlap: identities they saw at one place on the ground at the same
         times, that look alike and were never in one camera at once, are one person given two ids before the views
         were known. The newer one's tracks go on under the older id and its gallery joins the older one's (left
         as two, the newer kept matching the person in its own camera: one id per camera). Relinking moves only
         running tracks, and only their next tracklet. Once at first learning, not at every batch: merged galleries
-        match more widely, and merging as people come cascaded (EPFL Terrace live YOLOX-Nano 52.3 -> 45.4)."""
+        match more widely, and merging as people come cascaded (EPFL Terrace live YOLOX-Nano 52.3 -> 45.4); so
+        only the camera ``pairs`` just learned count, not those merged for before."""
         recent = sorted((i for i in self.identities.values() if i.recent_feet), key=lambda i: i.global_id)
         for newer in reversed(recent):
             older = next((i for i in recent if i.global_id < newer.global_id and i.global_id in self.identities
-                          and self._same_person(i, newer)), None)
+                          and self._same_person(i, newer, pairs)), None)
             if older is not None:
                 self._merge(newer, into=older)
                 self.merged.append((newer.global_id, older.global_id))
 
-    def _same_person(self, first: Identity, second: Identity) -> bool:
-        """Feet together (overlap_same_error) at every common time of learned views, never apart, in no camera at
-        once, and alike: the gallery distance within what geometry allows a match (x overlap_same_scale)."""
+    def _same_person(self, first: Identity, second: Identity, pairs: set[frozenset]) -> bool:
+        """Feet together (overlap_same_error) at the common times of a newly learned view (camera ``pairs``),
+        apart in none learned, in no camera at once, and alike: the gallery distance within what geometry allows a match
+        (x overlap_same_scale)."""
         if _in_one_camera_at_once(first, second):
             return False
         learned = self._learned_mapping
@@ -427,9 +439,9 @@ class OnlineAssociator:
                 if len(mine) < self.config.overlap_min_common:
                     continue
                 error = reprojection_error(homography, mine, their)
-                if error > self.config.overlap_same_error:
+                if error > self.config.overlap_same_error:  # apart in any learned view: two people
                     return False
-                met = True
+                met = met or frozenset((camera, other)) in pairs
         return met and self._gallery_distance(first, second) * self.config.overlap_same_scale < 1.0
 
     def _learned_mapping(self, first: str, second: str) -> np.ndarray | None:
@@ -455,9 +467,10 @@ class OnlineAssociator:
 
     def _merge(self, identity: Identity, into: Identity) -> None:
         """``identity`` becomes part of ``into``: gallery, spans, running tracks, feet; its id is not given again."""
-        for embedding, mean in zip(identity.gallery, identity.crop_means):
-            into.gallery.append(embedding)
-            into.crop_means.append(mean)
+        kept = _joined_gallery(list(zip(into.gallery, into.crop_means)), list(zip(identity.gallery, identity.crop_means)),
+                               into.gallery.maxlen)
+        into.gallery = deque((e for e, _ in kept), maxlen=into.gallery.maxlen)
+        into.crop_means = deque((m for _, m in kept), maxlen=into.crop_means.maxlen)
         for camera, spans in identity.spans.items():
             for span in spans:
                 add_span(into.spans.setdefault(camera, []), *span)

@@ -223,7 +223,8 @@ class IdentityStage:
 
     @property
     def identities(self) -> int:
-        return len(self.assigned_ids)
+        """Ids given in this run, less those merged into another (one person, one id)."""
+        return len(self.assigned_ids - {gone for gone, _ in self.associator.merged})
 
     # ---- the identity store ----------------------------------------------------------------------------
     def open_store(self, config: PipelineConfig, embedder: Any, sources: Sequence[str], live: bool) -> None:
@@ -279,7 +280,7 @@ class IdentityStage:
         self._merges_saved += len(merged)
         touched = {a.global_id for a in assignments} | {kept for _, kept in merged}
         self.store.save_batch(sightings, [known[g] for g in touched if g in known], self._associator_state(),
-                              removed=[gone for gone, _ in merged])
+                              merged=merged)
 
     def _sighting(self, tracklet: Tracklet, observation: Observation, assignment: Assignment
                   ) -> identity_store.Sighting:
