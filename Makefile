@@ -3,7 +3,7 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-MTMC_DATA ?= ../shared/data
+MTMC_DATA ?= $(abspath ../shared/data)
 export MTMC_DATA
 export YOLO_OFFLINE := 1
 
