@@ -705,6 +705,19 @@ def test_live_mode_learns_the_views_and_relinks_a_person_given_two_ids_before_th
     assert associator.by_track["b", 0] == ids[person_a.uid]  # the track goes on under it
 
 
+def test_lab_counts_view_pair_errors_of_the_same_and_of_different_people():
+    """mtmc lab's view_pair_errors: under the learned mapping each person's two views meet on the ground (the
+    lowest bin, <= overlap_same_error) and no two people do, the evidence the geometry thresholds stand on."""
+    from pipeline.association.offline import learn_view_overlaps
+    from tools.association_lab import view_pair_errors
+
+    observations = [o for o in few_people_whose_looks_change_across_views() if o.camera_id in ("a", "b")]
+    config = plain_overlap_config()
+    people = [o.track_id for o in observations]
+    table = view_pair_errors(observations, people, learn_view_overlaps(observations, config), config.overlap_min_common)
+    assert table == {"a-b": {"same": [3, 0, 0, 0], "different": [0, 0, 0, 6]}}
+
+
 @pytest.mark.parametrize("gallery_size", [16, 2])
 def test_live_mode_merges_the_two_ids_of_people_it_saw_in_both_views_before_it_learned_them(gallery_size):
     """Three people walk through both views; before the views are known each gets one id per camera, and their

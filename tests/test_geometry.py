@@ -223,6 +223,28 @@ def test_live_assignment_follows_where_the_identities_open_tracks_are_now():
     assert without[0, 0] == without[0, 1]
 
 
+@pytest.mark.parametrize("apart, matched", [(0.2, True), (0.45, False), (1.5, False)])
+def test_live_a_tracklet_whose_feet_stand_apart_from_an_identity_is_someone_else(apart, matched):
+    """A look-alike tracklet in camera b while the identity's track runs in camera a: feet within
+    overlap_same_error body heights of it on the ground join it; 0.45 body heights apart (over
+    overlap_tracklet_different_error, 0.4; was 1.0 as for whole tracks) is a second person, whatever the looks."""
+    from pipeline.association import Observation, OnlineAssociator
+    from pipeline.config import AssociationConfig
+
+    calibration = CameraCalibration({"a": np.eye(3), "b": np.eye(3)})
+    associator = OnlineAssociator(AssociationConfig(center=False, online_metric=False, threshold=0.5),
+                                  calibration=calibration)
+    look = np.array([1.0, 0.0])
+
+    def feet(start: float, x: float, n: int = 15) -> np.ndarray:  # time, foot x, foot y, body height 100
+        return np.column_stack([start + np.arange(n) / 25, np.full(n, x), np.full(n, 300.0), np.full(n, 100.0)])
+
+    first = associator.assign([Observation(1, "a", 1, 0.0, 0.56, look, continues=True, feet=feet(0.0, 100.0))])[0]
+    other_view = Observation(2, "b", 7, 1.0, 1.56, look, feet=feet(1.0, 100.0 + 100.0 * apart))
+    assigned = associator.assign([other_view], {("a", 1): feet(1.0, 100.0)})[0]
+    assert (assigned.global_id == first.global_id) == matched
+
+
 def handed_on_while_another_track_ended(rematch: bool):
     """Person 1 leaves camera a (their track ends); the tracker goes on with person 2's track but now follows
     person 1, who stepped back in beside them. Returns the associator and the ids of 1, 2 and the continuation."""

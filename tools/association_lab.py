@@ -10,7 +10,8 @@ Two stages:
           diagnostics against the ground truth (same/different person distance AUC, MTMC IDF1 with oracle
           association = the ceiling association can reach on these tracklets, and with the scene metric fitted
           on the ground-truth identities instead of the run's own constraints = what the best linear metric of
-          these features gives the offline pass)
+          these features gives the offline pass), and per pair of overlapping views the reprojection errors of
+          tracklet pairs of the same and of different people (view_pair_errors, bins PAIR_ERROR_EDGES)
 With the settings of the recorded run the replay gives that run's global ids exactly (tests/test_pipeline.py).
 
     mtmc lab --config configs/demo.yaml --scene runs/demo/cameras --detector mot \
@@ -39,6 +40,7 @@ import numpy as np
 from configs import parse_overrides
 from pipeline.association import Embedded, IdentityStage, Observation, clip_mode
 from pipeline.association.online import normalise
+from pipeline.association.overlap import CameraOverlap, common_points, reprojection_error
 from pipeline.association.records import has_crop_features
 from pipeline.association.scene_metric import CropGroup, SceneMetric
 from pipeline.config import PipelineConfig, load_pipeline_config
@@ -157,6 +159,32 @@ def separation(observations: list[Observation], labels: list[int], centre: bool)
     auc = float((same[:, None] < different[None, :]).mean()) if len(same) and len(different) else float("nan")
     return {"auc": round(auc, 4), "same": round(float(np.median(same)), 3),
             "different": round(float(np.median(different)), 3)}
+
+
+PAIR_ERROR_EDGES = (0.0, 0.25, 0.5, 1.0, float("inf"))  # overlap_same_error, tracklet / track different_error
+
+
+def view_pair_errors(observations: list[Observation], labels: list[int], overlaps: list[CameraOverlap],
+                     min_common: int) -> dict[str, dict[str, list[int]]]:
+    """Per pair of views the run found (learned or calibrated): its tracklet pairs seen at >= min_common
+    common times, counted by reprojection error (box heights; PAIR_ERROR_EDGES) for the same ground-truth
+    person and for different people: how well a threshold on it tells them apart."""
+    table = {}
+    for view in overlaps:
+        counts = {"same": [0] * (len(PAIR_ERROR_EDGES) - 1), "different": [0] * (len(PAIR_ERROR_EDGES) - 1)}
+        firsts = [(o, l) for o, l in zip(observations, labels) if o.camera_id == view.first and l >= 0]
+        seconds = [(o, l) for o, l in zip(observations, labels) if o.camera_id == view.second and l >= 0]
+        for first, label in firsts:
+            for second, other in seconds:
+                if first.feet is None or second.feet is None:
+                    continue
+                mine, theirs = common_points(first.feet, second.feet)
+                if len(mine) >= min_common:
+                    error = reprojection_error(view.homography, mine, theirs)
+                    counts["same" if label == other else "different"][
+                        int(np.searchsorted(PAIR_ERROR_EDGES, error, side="right")) - 1] += 1
+        table[f"{view.first}-{view.second}"] = counts
+    return table
 
 
 def gt_metric(observations: list[Observation], labels: list[int], config: PipelineConfig) -> SceneMetric | None:
@@ -308,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                "gt_metric_mtmc_idf1": gt_metric_score(record, tracklets, observations, labels, config, scene_cameras,
                                                       scene, cache / "gt_metric.txt"),
                "separation": separation(observations, labels, config.association.center),
+               "view_pair_errors": view_pair_errors(observations, labels, info.get("overlaps", []),
+                                                    config.association.overlap_min_common),
                "metric_separation": metric_separation(observations, labels, config)}
     print(json.dumps(result))
     return 0

@@ -335,7 +335,7 @@ class OnlineAssociator:
             mine, theirs = common_points(observation.feet, feet)
             if len(mine) >= min(self.config.overlap_min_common, len(observation.feet)):
                 error = reprojection_error(homography, mine, theirs)
-                if error >= self.config.overlap_different_error:
+                if error >= self.config.overlap_tracklet_different_error:
                     return None
                 if error <= self.config.overlap_same_error:
                     return self.config.overlap_same_scale
