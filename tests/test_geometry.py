@@ -194,6 +194,8 @@ def test_terrace_live_learns_the_views_and_links_people_across_them_without_cali
     lines = [json.loads(line) for line in (tmp_path / "out" / "events.jsonl").read_text().splitlines()]
     merges = [[e["old_global_id"], e["global_id"]] for e in lines if e["event"] == "identities_merged"]
     assert merges == summary["merged_identities"]
+    given = {e["global_id"] for e in lines if e["event"] == "identity_assigned"}
+    assert summary["identities"] == len(given - {gone for gone, _ in merges})  # a merged id is no one's any more
 
 
 def test_live_assignment_follows_where_the_identities_open_tracks_are_now():

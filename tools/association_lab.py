@@ -172,12 +172,11 @@ def view_pair_errors(observations: list[Observation], labels: list[int], overlap
     table = {}
     for view in overlaps:
         counts = {"same": [0] * (len(PAIR_ERROR_EDGES) - 1), "different": [0] * (len(PAIR_ERROR_EDGES) - 1)}
-        firsts = [(o, l) for o, l in zip(observations, labels) if o.camera_id == view.first and l >= 0]
-        seconds = [(o, l) for o, l in zip(observations, labels) if o.camera_id == view.second and l >= 0]
+        seen = [(o, l) for o, l in zip(observations, labels) if o.feet is not None and l >= 0]
+        firsts = [(o, l) for o, l in seen if o.camera_id == view.first]
+        seconds = [(o, l) for o, l in seen if o.camera_id == view.second]
         for first, label in firsts:
             for second, other in seconds:
-                if first.feet is None or second.feet is None:
-                    continue
                 mine, theirs = common_points(first.feet, second.feet)
                 if len(mine) >= min_common:
                     error = reprojection_error(view.homography, mine, theirs)
