@@ -92,6 +92,10 @@ class AssociationConfig:
     # matched at metric_threshold (live mode, which has no offline pass, gains the most); off: centred
     # cosine at threshold
     online_metric: bool = True
+    # online, no metric before the window holds this many tracklets with crops: one learned from a live run's first
+    # seconds (a few people, 16 dims) matched people of unrelated cameras. Offline keeps fitting on fewer (a short
+    # clip's whole run: the delayed PETS copy links only through it)
+    online_metric_min_tracklets: int = 32
     metric_window: int = 512  # a refit costs ~0.3 s on 2 CPU cores (8 crops per tracklet)
     # the offline pass merges across two cameras at its threshold only with evidence that they see the same
     # people: at least camera_link_min_pairs of their tracks are mutual nearest neighbours at under
@@ -308,6 +312,7 @@ def _check(config: PipelineConfig) -> None:
         (config.association.gallery_size >= 1, "association.gallery_size must be >= 1"),
         (0.0 < config.association.threshold <= 2.0, "association.threshold must be in (0, 2]"),
         (0.0 < config.association.metric_threshold <= 2.0, "association.metric_threshold must be in (0, 2]"),
+        (config.association.online_metric_min_tracklets >= 0, "association.online_metric_min_tracklets must be >= 0"),
         (config.association.metric_dims >= 1 and config.association.metric_pca_dims >= 1,
          "association.metric_dims and association.metric_pca_dims must be >= 1"),
         (config.association.metric_shrinkage >= 0, "association.metric_shrinkage must be >= 0"),

@@ -892,7 +892,7 @@ def test_online_matching_learns_the_scene_metric_and_follows_people_across_camer
     from pipeline.config import AssociationConfig
 
     observations = pose_dominated_scene(seed)
-    config = AssociationConfig(center=False, refine=False)
+    config = AssociationConfig(center=False, refine=False, online_metric_min_tracklets=8)  # learned from the first camera
 
     def people_followed(ids: dict[int, int]) -> int:
         return sum(len({ids[o.uid] for o in observations if o.track_id == p}) == 1 for p in range(8))
@@ -915,13 +915,28 @@ def test_online_metric_learns_from_a_bounded_window_of_recent_tracklets():
     assert associator.metric.pairs == 4 * 28  # learned from the last 4 cameras only: 8 simultaneous people each
 
 
+def test_the_online_metric_waits_for_online_metric_min_tracklets():
+    """A metric from the first few tracklets of a run is noise: none is learned before there are enough."""
+    from pipeline.association import OnlineAssociator
+    from pipeline.config import AssociationConfig
+
+    observations = pose_dominated_scene(people=8, cameras=4)
+    associator = OnlineAssociator(AssociationConfig(center=False, refine=False))
+    assert AssociationConfig().online_metric_min_tracklets == 32
+    for camera in ("c0", "c1", "c2"):
+        assignments = associator.assign([o for o in observations if o.camera_id == camera])
+        assert associator.metric is None and {a.space for a in assignments} <= {"", "cosine"}
+    associator.assign([o for o in observations if o.camera_id == "c3"])
+    assert associator.metric is not None and associator.metric.pairs == 4 * 28
+
+
 def test_without_crop_features_matching_falls_back_to_cosine_once_a_metric_exists():
     """Library callers may pass embeddings alone: they still match (in cosine, at threshold)."""
     from pipeline.association import Observation, OnlineAssociator
     from pipeline.config import AssociationConfig
 
     first = [o for o in pose_dominated_scene() if o.camera_id == "c0"]
-    associator = OnlineAssociator(AssociationConfig(center=False, refine=False))
+    associator = OnlineAssociator(AssociationConfig(center=False, refine=False, online_metric_min_tracklets=8))
     opened = {a.uid: a.global_id for a in associator.assign(first)}
     assert associator.metric is not None
     again = [Observation(100 + o.uid, "c1", o.track_id, 20.0, 30.0, o.embedding) for o in first]
@@ -935,7 +950,8 @@ def test_a_metric_refitted_in_the_background_is_taken_up_by_a_later_batch():
     from pipeline.config import AssociationConfig
 
     observations = pose_dominated_scene()
-    associator = OnlineAssociator(AssociationConfig(center=False, refine=False), background_refit=True)
+    associator = OnlineAssociator(AssociationConfig(center=False, refine=False, online_metric_min_tracklets=8),
+                                  background_refit=True)
     associator.assign([o for o in observations if o.camera_id == "c0"])
     associator._refit.result(timeout=30)  # the fit runs on the worker thread; assign does not wait for it
     assignments = associator.assign([o for o in observations if o.camera_id == "c1"])
