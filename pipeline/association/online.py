@@ -5,12 +5,12 @@ A tracklet that continues a local track keeps that track's identity while it sti
 went on with someone else costs one tracklet, not the rest of the track); the others are matched by the
 Hungarian algorithm to identities on the distance to each identity's bounded gallery, under hard
 constraints (pipeline/association/constraints.py). The distance is the cosine in the scene metric
-(pipeline/association/scene_metric.py) learned from the last ``metric_window`` tracklets once they give
-enough constraints (``online_metric``), before that the centred cosine of the tracklet embeddings. A match
-needs a distance under the threshold (per distance), otherwise the tracklet opens a new identity. State
-stays bounded for runs of any length: an identity unseen for ``forget_after_s`` (on the tracklets' clock)
-is dropped from matching, its id never reused, a local track leaves the track -> identity map with its last
-tracklet, and the metric learns from a window.
+(pipeline/association/scene_metric.py) learned from the last ``metric_window`` tracklets once there are
+``online_metric_min_tracklets`` of them with enough constraints (``online_metric``), before that the centred
+cosine of the tracklet embeddings. A match needs a distance under the threshold (per distance), otherwise
+the tracklet opens a new identity. State stays bounded for runs of any length: an identity unseen for
+``forget_after_s`` (on the tracklets' clock) is dropped from matching, its id never reused, a local track
+leaves the track -> identity map with its last tracklet, and the metric learns from a window.
 """
 
 from __future__ import annotations
