@@ -314,7 +314,8 @@ class MultiCameraPipeline:
             if global_id != self.identities.online_ids[uid]:
                 self.writer.event("identity_updated", uid=uid, old_global_id=self.identities.online_ids[uid],
                                   global_id=global_id)
-        self.writer.finalise(final)
+        # live mode's merges (events.jsonl keeps the ids as given, and each merge) also rename the rows written
+        self.writer.finalise(final, renamed=self.identities.merged_into)
         return final, mode
 
     def _render(self, states: list[SourceState], sources: Sequence[str | Source]) -> None:

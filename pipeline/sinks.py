@@ -88,9 +88,10 @@ class OutputWriter:
         for handle in [*self._mot.values(), *self._spool.values(), self._mtmc, self._events]:
             handle.flush()
 
-    def finalise(self, final_ids: dict[int, int] | None) -> None:
+    def finalise(self, final_ids: dict[int, int] | None, renamed: dict[int, int] | None = None) -> None:
         """Rewrite the per-camera and MTMC files sorted by frame, with ``final_ids`` (tracklet uid -> id)
-        when a global pass changed ids, else with the ids already written (online runs)."""
+        when a global pass changed ids, else with the ids already written (online runs), those in ``renamed``
+        (id -> id: identities live mode merged) under their new id."""
         for handle in [*self._mot.values(), *self._spool.values(), self._mtmc]:
             handle.close()
         mtmc_text = []
@@ -100,6 +101,8 @@ class OutputWriter:
             if len(rows):
                 if final_ids is not None:
                     rows[:, 1] = [final_ids[int(uid)] for uid in rows[:, 1]]
+                elif renamed:
+                    rows[:, 1] = [renamed.get(int(global_id), global_id) for global_id in rows[:, 1]]
                 rows = rows[np.lexsort((rows[:, 1], rows[:, 0]))]
             _replace(self.out_dir / f"{camera}.txt", mot_lines(rows))
             mtmc_text.append(mtmc_lines(number, rows))

@@ -137,6 +137,34 @@ def id_votes(records: list[dict], scene, out) -> list[dict[int, dict[int, int]]]
     return per_camera
 
 
+def votes_as_given(records: list[dict], scene, out, events: list[dict], merged: dict[int, int]
+                   ) -> dict[int, dict[int, int]]:
+    """Global id as events.jsonl assigned it (before a live merge renamed the files' rows) -> ground-truth person
+    -> boxes: the rows of each assigned tracklet are those of its camera and frames under the id it lives on as."""
+    from pipeline.motio import read_mot_rows
+
+    mtmc = read_mot_rows(out / "mtmc.txt", min_columns=9)
+    number = {r["name"]: n for n, r in enumerate(records, start=1)}
+    frames = {e["uid"]: (e["first_frame"], e["last_frame"]) for e in events if e["event"] == "tracklet_finished"}
+    gts = {r["name"]: read_mot_rows(scene / "gt" / r["name"] / "gt" / "gt.txt") for r in records}
+    votes: dict[int, dict[int, int]] = {}
+    for event in (e for e in events if e["event"] == "identity_assigned"):
+        final = event["global_id"]
+        while final in merged:
+            final = merged[final]
+        first, last = frames[event["uid"]]
+        rows = mtmc[(mtmc[:, 0] == number[event["camera"]]) & (mtmc[:, 1] == final)
+                    & (mtmc[:, 2] >= first) & (mtmc[:, 2] <= last)]
+        gt = gts[event["camera"]]
+        for row in rows:
+            same_frame = gt[gt[:, 0] == row[2]]
+            offset = np.abs(same_frame[:, 2:6] - row[3:7]).sum(1) if len(same_frame) else np.zeros(0)
+            if len(offset) and offset.min() < 12:
+                person = votes.setdefault(event["global_id"], {})
+                person[int(same_frame[offset.argmin(), 1])] = person.get(int(same_frame[offset.argmin(), 1]), 0) + 1
+    return votes
+
+
 @needs_terrace
 def test_terrace_first_half_links_the_two_real_views_without_calibration(tmp_path):
     """Frames 0-899: only four people, whose looks change too much across the views for appearance alone to
@@ -181,21 +209,21 @@ def test_terrace_live_learns_the_views_and_links_people_across_them_without_cali
     first, second = majority_ids(records, tmp_path / "scene", tmp_path / "out")
     linked = [p for p in set(first) & set(second) if first[p] == second[p]]
     assert len(linked) >= LIVE_LINKED, (first, second)
-    # ids merged when the views were learned were one person's (the person most boxes under each id show)
-    boxes: dict[int, dict[int, int]] = {}
-    for votes in id_votes(records, tmp_path / "scene", tmp_path / "out"):
-        for person, ids in votes.items():
-            for global_id, count in ids.items():
-                boxes.setdefault(global_id, {}).setdefault(person, 0)
-                boxes[global_id][person] += count
-    person_of = {global_id: max(people, key=people.get) for global_id, people in boxes.items()}
-    assert summary["merged_identities"] and all(person_of[a] == person_of[b] for a, b in summary["merged_identities"])
-    # the event stream says so, before any tracklet is assigned the kept id because of it
+    # the event stream says each merge, before any tracklet is assigned the kept id because of it
     lines = [json.loads(line) for line in (tmp_path / "out" / "events.jsonl").read_text().splitlines()]
     merges = [[e["old_global_id"], e["global_id"]] for e in lines if e["event"] == "identities_merged"]
-    assert merges == summary["merged_identities"]
+    assert merges and merges == summary["merged_identities"]
     given = {e["global_id"] for e in lines if e["event"] == "identity_assigned"}
     assert summary["identities"] == len(given - {gone for gone, _ in merges})  # a merged id is no one's any more
+    # the files at the end: merged ids under the kept one, as many ids as the summary counts
+    from pipeline.motio import read_mot_rows
+    written = set(read_mot_rows(tmp_path / "out" / "mtmc.txt", min_columns=9)[:, 1].astype(int))
+    assert not written & {gone for gone, _ in merges} and len(written) == summary["identities"]
+    # and each merge joined one person: the boxes given the old id (the tracklets events.jsonl assigned it) show
+    # the person most of the kept id's other boxes show
+    votes = votes_as_given(records, tmp_path / "scene", tmp_path / "out", lines, dict(merges))
+    for gone, kept in merges:
+        assert max(votes[gone], key=votes[gone].get) == max(votes[kept], key=votes[kept].get), (gone, kept, votes)
 
 
 def test_live_assignment_follows_where_the_identities_open_tracks_are_now():

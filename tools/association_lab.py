@@ -94,7 +94,10 @@ def replay(record: Record, config: PipelineConfig, info: dict | None = None, met
     final, _ = stage.finish(metric)
     if info is not None:
         info.update(stage.info)
-    return ids if final is None else final
+    if final is None:  # online: as the runner writes its files at the end, merged ids under the kept one
+        merged_into = stage.merged_into
+        return {uid: merged_into.get(global_id, global_id) for uid, global_id in ids.items()}
+    return final
 
 
 def observations_of(record: Record, config: PipelineConfig) -> list[Observation]:

@@ -222,6 +222,18 @@ class IdentityStage:
         return [list(pair) for pair in self.associator.merged]
 
     @property
+    def merged_into(self) -> dict[int, int]:
+        """Each id live mode merged away -> the id it lives on as (through later merges of that one too)."""
+        into = dict(self.associator.merged)
+        resolved = {}
+        for gone in into:
+            kept = into[gone]
+            while kept in into:
+                kept = into[kept]
+            resolved[gone] = kept
+        return resolved
+
+    @property
     def identities(self) -> int:
         """Ids given in this run, less those merged into another (one person, one id)."""
         return len(self.assigned_ids - {gone for gone, _ in self.associator.merged})
