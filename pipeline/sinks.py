@@ -59,7 +59,7 @@ def _json_default(value: Any) -> Any:
 class OutputWriter:
     def __init__(self, out_dir: str | Path, camera_ids: Sequence[str], spool: bool = True):
         """``spool``: keep the uid-keyed rows a global pass needs (``finalise(final_ids)``); online runs,
-        whose ids are final when written, do without."""
+        whose ids are final when written (but for live mode's merges, renamed by id), do without."""
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if spool:
@@ -102,7 +102,7 @@ class OutputWriter:
                 if final_ids is not None:
                     rows[:, 1] = [final_ids[int(uid)] for uid in rows[:, 1]]
                 elif renamed:
-                    rows[:, 1] = [renamed.get(int(global_id), global_id) for global_id in rows[:, 1]]
+                    rows[:, 1] = _renamed_ids(rows, renamed)
                 rows = rows[np.lexsort((rows[:, 1], rows[:, 0]))]
             _replace(self.out_dir / f"{camera}.txt", mot_lines(rows))
             mtmc_text.append(mtmc_lines(number, rows))
@@ -115,6 +115,18 @@ class OutputWriter:
         for handle in [*self._mot.values(), *self._spool.values(), self._mtmc, self._events]:
             if not handle.closed:
                 handle.close()
+
+
+def _renamed_ids(rows: np.ndarray, renamed: dict[int, int]) -> np.ndarray:
+    """One camera's MOT rows' ids with ``renamed`` applied, except on rows where the new id is already in that
+    frame: live mode merges identities never seen in one camera at once within its memory (forget_after_s), and
+    a long run's earlier rows may have seen them together."""
+    ids = rows[:, 1].astype(np.int64)
+    new = np.asarray([renamed.get(int(i), int(i)) for i in ids], dtype=np.int64)
+    pairs = np.stack([rows[:, 0].astype(np.int64), new], axis=1)
+    _, inverse, counts = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
+    clash = counts[inverse.ravel()] > 1
+    return np.where(clash, ids, new)
 
 
 def _replace(path: Path, text: str) -> None:

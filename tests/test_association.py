@@ -921,13 +921,30 @@ def test_the_online_metric_waits_for_online_metric_min_tracklets():
     from pipeline.config import AssociationConfig
 
     observations = pose_dominated_scene(people=8, cameras=4)
+    one_crop = [replace(o, uid=100 + o.uid, track_id=50 + o.track_id, crop_features=o.crop_features[:1])
+                for o in observations[:8]]  # a tracklet of one crop says nothing of how a person varies
     associator = OnlineAssociator(AssociationConfig(center=False, refine=False))
     assert AssociationConfig().online_metric_min_tracklets == 32
-    for camera in ("c0", "c1", "c2"):
-        assignments = associator.assign([o for o in observations if o.camera_id == camera])
+    for batch in (observations[:8], one_crop, observations[8:16], observations[16:24], observations[24:31]):
+        assignments = associator.assign(batch)
         assert associator.metric is None and {a.space for a in assignments} <= {"", "cosine"}
-    associator.assign([o for o in observations if o.camera_id == "c3"])
+    associator.assign(observations[31:])  # the 32nd tracklet with crops
     assert associator.metric is not None and associator.metric.pairs == 4 * 28
+
+
+def test_a_run_resumed_from_stored_crop_groups_has_the_online_metric_at_once():
+    from pipeline.association import OnlineAssociator
+    from pipeline.association.scene_metric import CropGroup
+    from pipeline.config import AssociationConfig
+
+    stored = [CropGroup(o.camera_id, o.track_id, o.start_time, o.end_time, o.crop_features)
+              for o in pose_dominated_scene(people=8, cameras=4)]
+    associator = OnlineAssociator(AssociationConfig(center=False, refine=False))
+    associator.adopt([], next_id=1, metric_groups=stored)
+    later = [replace(o, uid=200 + o.uid, start_time=o.start_time + 100, end_time=o.end_time + 100)
+             for o in pose_dominated_scene(seed=1, people=2, cameras=1)]
+    assert {a.space for a in associator.assign(later)} <= {"", "cosine"}  # nobody to match yet
+    assert associator.metric is not None
 
 
 def test_without_crop_features_matching_falls_back_to_cosine_once_a_metric_exists():

@@ -219,6 +219,9 @@ def test_terrace_live_learns_the_views_and_links_people_across_them_without_cali
     from pipeline.motio import read_mot_rows
     written = set(read_mot_rows(tmp_path / "out" / "mtmc.txt", min_columns=9)[:, 1].astype(int))
     assert not written & {gone for gone, _ in merges} and len(written) == summary["identities"]
+    for record in records:  # and never one id twice in a frame of a camera
+        pairs = read_mot_rows(tmp_path / "out" / f"{record['name']}.txt")[:, :2].astype(int)
+        assert len(np.unique(pairs, axis=0)) == len(pairs), record["name"]
     # and each merge joined one person: the boxes given the old id (the tracklets events.jsonl assigned it) show
     # the person most of the kept id's other boxes show
     votes = votes_as_given(records, tmp_path / "scene", tmp_path / "out", lines, dict(merges))

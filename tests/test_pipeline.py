@@ -66,8 +66,14 @@ def run_scene(scene: Path, out: Path, cameras: list[str], embedder, extra_source
 
 
 def final_ids(out: Path) -> dict[int, int]:
-    """uid -> global id as the run's events give it: assigned online, then updated by the offline pass."""
+    """uid -> global id as the run's events give it: assigned online, then updated by the offline pass, or (live)
+    under the id live mode merged it into."""
     assigned = {e["uid"]: e["global_id"] for e in events(out) if e["event"] == "identity_assigned"}
+    merged = {e["old_global_id"]: e["global_id"] for e in events(out) if e["event"] == "identities_merged"}
+    for uid, global_id in assigned.items():
+        while global_id in merged:
+            global_id = merged[global_id]
+        assigned[uid] = global_id
     return {**assigned, **{e["uid"]: e["global_id"] for e in events(out) if e["event"] == "identity_updated"}}
 
 
@@ -102,6 +108,28 @@ def test_outputs_are_consistent_with_each_other(three_cameras):
     assert summary["crops_embedded"] < summary["detections"]
     # scene-metric features: at most one per crop the clips used (none dropped or doubled)
     assert 0 < summary["crop_features"] <= summary["crops_embedded"]
+
+
+def test_an_online_run_writes_merged_ids_under_the_kept_one_never_twice_in_a_frame(tmp_path):
+    """The end of a live run renames merged ids in the files; where the kept id is already in the frame (seen
+    together longer ago than live mode remembers), those rows keep their id."""
+    from pipeline.motio import read_mot_rows
+    from pipeline.sinks import OutputWriter
+
+    def rows_of(frames):
+        return lambda global_id: np.array([[f, global_id, 10, 20, 30, 60, 0.9, -1, -1] for f in frames], float)
+
+    writer = OutputWriter(tmp_path, ["a", "b"], spool=False)
+    writer.tracklet_rows("a", 1, 4, rows_of([1, 2, 3]))   # id 4 in a, frames 1-3
+    writer.tracklet_rows("a", 2, 5, rows_of([3, 4, 5]))   # id 5 in a, frame 3 with 4
+    writer.tracklet_rows("b", 3, 5, rows_of([1, 2]))      # id 5 in b
+    writer.tracklet_rows("b", 4, 7, rows_of([1]))         # someone else
+    writer.finalise(None, renamed={5: 4})
+    a, b = (read_mot_rows(tmp_path / f"{c}.txt") for c in "ab")
+    assert a[:, :2].astype(int).tolist() == [[1, 4], [2, 4], [3, 4], [3, 5], [4, 4], [5, 4]]
+    assert b[:, :2].astype(int).tolist() == [[1, 4], [1, 7], [2, 4]]
+    mtmc = read_mot_rows(tmp_path / "mtmc.txt", min_columns=9)
+    assert sorted(set(mtmc[:, 1].astype(int))) == [4, 5, 7]
 
 
 def main_ids(out: Path, scene: Path, camera: str) -> dict[int, tuple[int, int]]:

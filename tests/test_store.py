@@ -314,13 +314,18 @@ def test_a_live_run_starts_with_the_views_its_store_learned(embedder, tmp_path):
         config = run_config(later, records, out, store, **{"association.refine": False})
         summary = LivePipeline(config, embedder=embedder, identity_stage=IdentityStage(config)).run(
             [r["video"] for r in records])  # the stage refits in place: no thread timing in the figures
+        merges = sum('"identities_merged"' in line for line in (out / "events.jsonl").read_text().splitlines())
         results[name] = ([v["source"] for v in summary["overlapping_views"]],
-                         linked_people(gt, read_mtmc_rows(out / "mtmc.txt")))
-    (views, (both, linked)), (own_views, (_, own_linked)) = results["resumed"], results["own"]
+                         linked_people(gt, read_mtmc_rows(out / "mtmc.txt")), merges)
+    (views, (both, linked), merges), (own_views, (_, own_linked), own_merges) = results["resumed"], results["own"]
     assert views == ["store"] and own_views in ([], ["learned"])
-    # measured: 4 of the 5 people in both views linked when resumed; on a store of its own 1 (trained model: no
-    # view learned in time) or 2 (zero-shot model: views learned part-way)
-    assert len(both) >= 4 and len(linked) >= len(both) - 1 and len(own_linked) < len(linked), results
+    # resumed: 4 (zero-shot model) or 5 (trained) of the 5 people in both views linked, none by a merge afterwards
+    # (the views were known)
+    assert len(both) >= 4 and len(linked) >= len(both) - 1 and merges == 0, results
+    # on a store of its own the views come late if at all: people stay split (trained model: 1 of 5 linked, no
+    # view learned in time), or they are linked only by merging their ids once the views are learned (zero-shot
+    # model: 3 merges, 5 of 5 in the files, which rename merged ids at the end of the run)
+    assert len(own_linked) < len(linked) or own_merges > 0, results
 
 
 @needs_terrace
