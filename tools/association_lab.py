@@ -94,7 +94,9 @@ def replay(record: Record, config: PipelineConfig, info: dict | None = None, met
     final, _ = stage.finish(metric)
     if info is not None:
         info.update(stage.info)
-    if final is None:  # online: as the runner writes its files at the end, merged ids under the kept one
+    if final is None:  # online: as the runner writes its files at the end, merged ids under the kept one (the
+        # writer's guard against one id twice in a frame, which needs rows, is not replayed: it acts only on runs
+        # longer than forget_after_s)
         merged_into = stage.merged_into
         return {uid: merged_into.get(global_id, global_id) for uid, global_id in ids.items()}
     return final

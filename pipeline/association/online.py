@@ -262,7 +262,8 @@ class OnlineAssociator:
         self._metric_groups.extend(groups)
         self._unfitted += len(groups)
         due = self.metric is None or self._unfitted >= METRIC_REFIT_EVERY
-        enough = sum(1 for g in self._metric_groups if len(g.crops) >= 2) >= self.config.online_metric_min_tracklets
+        enough = self.metric is not None or (  # the window only grows: once enough, always enough
+            sum(1 for g in self._metric_groups if len(g.crops) >= 2) >= self.config.online_metric_min_tracklets)
         if not self._unfitted or not due or not enough or self._refit is not None:
             return
         self._unfitted = 0
