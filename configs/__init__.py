@@ -53,6 +53,12 @@ def cache_root() -> Path:
     return REPO_ROOT / "runs" / "cache" if is_checkout() else Path.home() / ".cache" / "mtmc"
 
 
+def resolve_data_path(path: str, root: Path) -> Path:
+    """A dataset path as configs give it: relative paths are under the data root ``root``."""
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else root / candidate
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

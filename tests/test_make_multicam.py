@@ -1,5 +1,7 @@
 """make_multicam on 30 real PETS09 frames: videos, per-camera gt and AI City gt agree with the layout."""
 
+import shutil
+
 import cv2
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ import yaml
 
 from configs import REPO_ROOT, ConfigError, data_root
 from pipeline.motio import read_mot_rows
+from tools.datasets.people import PEOPLE_GT, PETS_PEOPLE, join_people, load_people
 from tools.make_multicam import load_config, make_multicam
 
 PETS = data_root() / "mot15" / "PETS09-S2L1"
@@ -79,3 +82,66 @@ def test_window_outside_the_source_is_a_config_error(tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(layout))
     with pytest.raises(ConfigError, match="camera bad: crop"):
         make_multicam(load_config(tmp_path / "bad.yaml", 2), tmp_path / "out", data_root())
+
+
+def test_the_people_file_joins_each_return_into_one_person_never_two_at_once():
+    """PETS09's MOT15 gt gives a person who re-enters the view a new id: 19 ids for 10 people. Joined, no person
+    is ever twice in one frame (what make_multicam's check of the people file guarantees)."""
+    rows = read_mot_rows(PETS / "gt" / "gt.txt")
+    joined = join_people(rows, load_people(PETS_PEOPLE, data_root()))
+    assert len(np.unique(rows[:, 1])) == 19 and len(np.unique(joined[:, 1])) == 10
+    assert len(np.unique(joined[:, :2], axis=0)) == len(joined)
+    assert set(joined[np.isin(rows[:, 1], [15, 14, 18, 8]), 1]) == {15}  # the earliest id names the person
+
+
+def test_the_scene_is_scored_with_one_id_per_person_where_its_layout_names_a_people_file(scene, tmp_path):
+    """mtmc_gt_people.txt is mtmc_gt.txt with the people file's ids joined; a layout without one leaves none
+    behind (an earlier layout's file in the same folder would be scored)."""
+    rows, people = (read_mot_rows(scene / name, min_columns=9) for name in ("mtmc_gt.txt", PEOPLE_GT))
+    person_of = load_people(PETS_PEOPLE, data_root())
+    assert np.array_equal(people, join_people(rows, person_of))
+    layout = yaml.safe_load((scene / "layout.yaml").read_text())
+    layout.pop("people")
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(layout))
+    shutil.copytree(scene, tmp_path / "again")
+    make_multicam(load_config(tmp_path / "plain.yaml", 2), tmp_path / "again", data_root())
+    assert not (tmp_path / "again" / PEOPLE_GT).exists()
+
+
+@pytest.mark.parametrize("groups, message", [
+    ([[1, 2]], r"same_person\[0\] \[1, 2\]: ids 1 and 2 are both in frame 467, so they are two people"),
+    ([[19, 99]], r"same_person\[0\] \[19, 99\]: id\(s\) \[99\] are not in the ground truth"),
+    ([[19, 1], [1, 15]], r"same_person\[1\] \[1, 15\]: id\(s\) \[1\] listed twice"),
+    ([[19]], r"same_person\[0\] \[19\]: expected a list of two or more integer ids"),
+], ids=["two people at once", "unknown id", "id in two groups", "one id"])
+def test_a_wrong_people_file_is_an_error_naming_it_and_the_group_before_anything_is_written(tmp_path, groups,
+                                                                                             message):
+    people = {"gt": "mot15/PETS09-S2L1/gt/gt.txt", "same_person": groups}
+    (tmp_path / "people.yaml").write_text(yaml.safe_dump(people))
+    layout = yaml.safe_load((REPO_ROOT / "configs" / "multicam_pets3.yaml").read_text())
+    layout["people"] = str(tmp_path / "people.yaml")
+    (tmp_path / "layout.yaml").write_text(yaml.safe_dump(layout))
+    with pytest.raises(ConfigError, match=f"people.yaml: {message}"):
+        make_multicam(load_config(tmp_path / "layout.yaml", 2), tmp_path / "out", data_root())
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_people_file_of_another_ground_truth_is_refused(tmp_path):
+    people = {"gt": "mot15/TUD-Stadtmitte/gt/gt.txt", "same_person": []}
+    (tmp_path / "people.yaml").write_text(yaml.safe_dump(people))
+    layout = yaml.safe_load((REPO_ROOT / "configs" / "multicam_pets3.yaml").read_text())
+    layout["people"] = str(tmp_path / "people.yaml")
+    (tmp_path / "layout.yaml").write_text(yaml.safe_dump(layout))
+    with pytest.raises(ConfigError, match="names the ids of .*TUD-Stadtmitte.*, not of .*PETS09-S2L1"):
+        make_multicam(load_config(tmp_path / "layout.yaml", 2), tmp_path / "out", data_root())
+
+
+def test_the_montage_shows_a_row_of_crops_for_every_id_of_every_group(tmp_path):
+    from tools.datasets.people import main
+
+    assert main(["--montage", str(tmp_path / "people.png")]) == 0
+    image = cv2.imread(str(tmp_path / "people.png"))
+    groups = yaml.safe_load(PETS_PEOPLE.read_text())["same_person"]
+    rows_of_crops = (image.shape[0] - 12 * len(groups)) / 200
+    assert rows_of_crops == sum(len(group) for group in groups)
+    assert image[:200, 60:].std() > 20  # crops, not blank tiles

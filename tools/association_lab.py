@@ -11,7 +11,9 @@ Two stages:
           association = the ceiling association can reach on these tracklets, and with the scene metric fitted
           on the ground-truth identities instead of the run's own constraints = what the best linear metric of
           these features gives the offline pass), and per pair of overlapping views the reprojection errors of
-          tracklet pairs of the same and of different people (view_pair_errors, bins PAIR_ERROR_EDGES)
+          tracklet pairs of the same and of different people (view_pair_errors, bins PAIR_ERROR_EDGES); where the
+          scene has mtmc_gt_people.txt (a source that gives a person who comes back a new id), "people" holds
+          the run's scores with one id per person (tools/datasets/people.py)
 With the settings of the recorded run the replay gives that run's global ids exactly (tests/test_pipeline.py).
 
     mtmc lab --config configs/demo.yaml --scene runs/demo/cameras --detector mot \
@@ -48,6 +50,7 @@ from pipeline.motio import read_mot_rows, rows_by_frame
 from pipeline.sinks import mtmc_lines
 from pipeline.tracklets import Tracklet
 from reid.model_store import best_model_file
+from tools.datasets.people import people_gt
 from tools.evaluation import evaluate_mtmc
 from trackers.geometry import iou_matrix
 
@@ -240,12 +243,14 @@ def gt_metric_score(record: Record, tracklets, observations, labels, config, cam
 
 def evaluate(tracklets, ids, cameras, scene: Path, out: Path) -> dict[str, float]:
     write_mtmc(tracklets, ids, cameras, out)
-    metrics = evaluate_mtmc(scene / "mtmc_gt.txt", out)
+    return {**idf1_scores(evaluate_mtmc(scene / "mtmc_gt.txt", out)), "identities": len(set(ids.values()))}
+
+
+def idf1_scores(metrics: dict) -> dict[str, float]:
     per_camera = [m["IDF1"] for m in metrics["per_camera"].values()]
     mean = float(np.mean(per_camera))
     return {"mtmc_idf1": round(100 * metrics["MTMC"]["IDF1"], 1), "mean_cam_idf1": round(100 * mean, 1),
-            "ratio": round(metrics["MTMC"]["IDF1"] / mean, 3), "per_cam": [round(100 * v, 1) for v in per_camera],
-            "identities": len(set(ids.values()))}
+            "ratio": round(metrics["MTMC"]["IDF1"] / mean, 3), "per_cam": [round(100 * v, 1) for v in per_camera]}
 
 
 def parse_extra(item: str) -> tuple[str, str, str]:
@@ -343,6 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                "view_pair_errors": view_pair_errors(observations, labels, info.get("overlaps", []),
                                                     config.association.overlap_min_common),
                "metric_separation": metric_separation(observations, labels, config)}
+    people = people_gt(scene)
+    if people is not None:  # the source gave a person who came back a new id: scored with those joined too
+        result["people"] = idf1_scores(evaluate_mtmc(people, cache / "mtmc.txt"))
     print(json.dumps(result))
     return 0
 

@@ -9,6 +9,7 @@ Writes under --out:
   gt/<camera>/gt/gt.txt, seqinfo.ini   per-camera MOT ground truth (MOT tree: tools/eval_mtmc.py, evaluate_mot)
   mtmc_gt.txt                          AI City ``camera_id id frame x y w h xworld yworld`` (camera_id = position
                                        in the config, 1-based, like run_pipeline.py's mtmc.txt)
+  mtmc_gt_people.txt                   the same with one id per person (the layout's ``people`` file), if it names one
   cameras.json                         the camera list as used
 
     python tools/make_multicam.py --config configs/multicam_pets3.yaml --out runs/multicam_pets3
@@ -26,8 +27,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from configs import ConfigError, build_dataclass, data_root, read_yaml
+from configs import REPO_ROOT, ConfigError, build_dataclass, data_root, read_yaml, resolve_data_path
 from pipeline.motio import MOTFormatError, read_mot_rows
+from tools.datasets.people import PEOPLE_GT, join_people, load_people
 
 
 @dataclass
@@ -49,6 +51,9 @@ class MulticamConfig:
     frames: int = 0  # source frames used, 0 = all
     min_visibility: float = 0.5  # fraction of a gt box inside the window for it to count in that camera
     fourcc: str = "mp4v"
+    # where the source gt gives one person several ids (re-entries): a people file (tools/datasets/people.py),
+    # relative to the repository; adds mtmc_gt_people.txt with them joined
+    people: str = ""
 
 
 def load_config(path: str | Path, frames: int | None = None) -> MulticamConfig:
@@ -64,11 +69,6 @@ def load_config(path: str | Path, frames: int | None = None) -> MulticamConfig:
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: camera names must be unique, got {names}")
     return config
-
-
-def resolve(path: str, root: Path) -> Path:
-    candidate = Path(path)
-    return candidate if candidate.is_absolute() else root / candidate
 
 
 def window_of(camera: CameraSpec, width: int, height: int) -> tuple[int, int, int, int]:
@@ -144,14 +144,22 @@ def read_source(video: Path, frames: int) -> tuple[list[np.ndarray], float]:
     return images, fps
 
 
+def people_of(config: MulticamConfig, root: Path) -> dict[int, int]:
+    """gt id -> person id from the layout's people file ({} without one); it must name the layout's gt."""
+    if not config.people:
+        return {}
+    return load_people(resolve_data_path(config.people, REPO_ROOT), root, resolve_data_path(config.gt, root))
+
+
 def make_multicam(config: MulticamConfig, out_dir: Path, root: Path) -> list[dict]:
     """Write the cameras' videos and ground truth; returns one record per camera."""
-    images, fps = read_source(resolve(config.video, root), config.frames)
-    gt = read_mot_rows(resolve(config.gt, root))
+    images, fps = read_source(resolve_data_path(config.video, root), config.frames)
+    gt = read_mot_rows(resolve_data_path(config.gt, root))
+    person_of = people_of(config, root)
     gt = gt[gt[:, 0] <= len(images)]
     height, width = images[0].shape[:2]
     out_dir.mkdir(parents=True, exist_ok=True)
-    records, mtmc = [], []
+    records, mtmc, mtmc_people = [], [], []
     for number, camera in enumerate(config.cameras, start=1):
         window = window_of(camera, width, height)
         size = output_size(camera, window)
@@ -166,9 +174,14 @@ def make_multicam(config: MulticamConfig, out_dir: Path, root: Path) -> list[dic
         rows = transform_gt(gt, camera, window, len(images), config.min_visibility)
         write_gt(rows, out_dir / "gt" / camera.name, camera.name, fps, len(images), size)
         mtmc += mtmc_gt_lines(number, rows)
+        mtmc_people += mtmc_gt_lines(number, join_people(rows, person_of)) if person_of else []
         records.append({"number": number, "video": str(video_path), "gt_boxes": len(rows),
                         "identities": len(np.unique(rows[:, 1])), **asdict(camera)})
     (out_dir / "mtmc_gt.txt").write_text("\n".join(mtmc) + "\n")
+    if person_of:
+        (out_dir / PEOPLE_GT).write_text("\n".join(mtmc_people) + "\n")
+    else:  # a layout without re-entries to join: no file from an earlier layout may be scored
+        (out_dir / PEOPLE_GT).unlink(missing_ok=True)
     (out_dir / "cameras.json").write_text(json.dumps(records, indent=2) + "\n")
     return records
 
