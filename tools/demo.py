@@ -2,7 +2,8 @@
 
 Builds three pseudo-cameras from PETS09-S2L1 (configs/multicam_pets3.yaml: two overlapping windows with
 different colour, plus a 200-frame delayed recoloured copy of one window), runs the pipeline on them with
-the YOLOX-Nano detector (configs/demo.yaml), and prints MTMC IDF1 next to the per-camera IDF1.
+the YOLOX-Nano detector (configs/demo.yaml), and prints MTMC IDF1 next to the per-camera IDF1: on MOT15's ids,
+which give a person who comes back a new id, and with one id per person (configs/datasets/pets09_s2l1_people.yaml).
 
     python tools/demo.py --data ../shared/data --out runs/demo [--frames 300]
 """
