@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from configs import data_root
+from configs import REPO_ROOT, data_root
 from reid.datasets import (DatasetError, format_mars_name, load_dataset, parse_mars_name, read_duke_video,
                            read_mars, write_mars_info, write_mars_query)
 from reid.sampling import PKBatchSampler, restricted_random_indices
@@ -178,3 +178,24 @@ def test_make_reid_data_rejects_unpaired_flags(tmp_path, capsys):
     with pytest.raises(SystemExit):
         make_reid_data.main(["--video", "a.mp4", "--video", "b.mp4", "--gt", "a.txt", "--out", str(tmp_path)])
     assert "pass them in pairs" in capsys.readouterr().err
+
+
+PETS = data_root() / "mot15" / "PETS09-S2L1"
+
+
+@pytest.mark.skipif(not (PETS / "PETS09-S2L1.avi").is_file(), reason=f"real data absent: {PETS} (set MTMC_DATA)")
+def test_make_reid_data_makes_one_identity_of_a_person_who_comes_back(tmp_path):
+    """PETS09's gt calls the man in the long black coat 19, and 1 once he is back (frame 224); with the people
+    file he is one identity, whose two time segments are his first visit and his return."""
+    gt = tmp_path / "gt_first260.txt"
+    lines = [l for l in (PETS / "gt" / "gt.txt").read_text().splitlines() if l and int(l.split(",")[0]) <= 260]
+    gt.write_text("\n".join(lines) + "\n")
+    (tmp_path / "people.yaml").write_text(f"gt: {gt}\nsame_person:\n  - [19, 1]\n  - [15, 14]\n")
+    out = tmp_path / "data"
+    args = ["--video", str(PETS / "PETS09-S2L1.avi"), "--gt", str(gt), "--segments", "2", "--test-fraction", "0.5"]
+    assert make_reid_data.main([*args, "--out", str(out), "--people", str(tmp_path / "people.yaml")]) == 0
+    sources = [line.split() for line in (out / "info" / "sources.txt").read_text().splitlines()[1:]]
+    assert sorted(int(row[3]) for row in sources) == [9, 11, 12, 13, 15, 16, 17, 19]  # 10 gt ids, 8 people
+    with pytest.raises(SystemExit, match="names the ids of .*PETS09-S2L1/gt/gt.txt, which is none of the --gt"):
+        make_reid_data.main([*args, "--out", str(tmp_path / "other"), "--people",
+                             str(REPO_ROOT / "configs" / "datasets" / "pets09_s2l1_people.yaml")])

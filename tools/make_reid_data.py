@@ -7,7 +7,8 @@ so every video contributes to both. Several ``--video/--gt`` pairs get consecuti
 
     python tools/make_reid_data.py \
         --video $D/PETS09-S2L1/PETS09-S2L1.avi --gt $D/PETS09-S2L1/gt/gt.txt \
-        --video $D/TUD-Campus/TUD-Campus.mp4 --gt $D/TUD-Campus/gt/gt.txt --out runs/reid_data/mot15
+        --video $D/TUD-Campus/TUD-Campus.mp4 --gt $D/TUD-Campus/gt/gt.txt --out runs/reid_data/mot15 \
+        --people configs/datasets/pets09_s2l1_people.yaml   # PETS09's ids of one person who comes back: one identity
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from configs import ConfigError, data_root, resolve_data_path
 from pipeline.motio import MOTFormatError, read_mot_rows
 from reid.datasets import format_mars_name, write_mars_info, write_mars_query
+from tools.datasets.people import join_people, load_people, read_people
 
 MAX_TRACKLET_FRAMES = 999  # the F field of a MARS name has three digits
 
@@ -62,9 +65,13 @@ def video_size(video: Path) -> tuple[int, int]:
     return frame.shape[1], frame.shape[0]
 
 
-def boxes_by_track(gt: Path, size: tuple[int, int], box_filter: BoxFilter) -> dict[int, list[tuple[int, tuple]]]:
-    """Ground-truth rows grouped by track id: (0-based frame, clipped box), tiny/invisible boxes dropped."""
+def boxes_by_track(gt: Path, size: tuple[int, int], box_filter: BoxFilter, person_of: dict[int, int] | None = None
+                   ) -> dict[int, list[tuple[int, tuple]]]:
+    """Ground-truth rows grouped by track id: (0-based frame, clipped box), tiny/invisible boxes dropped.
+    ``person_of`` (a people file's ids, tools/datasets/people.py) joins the ids of one person who came back."""
     rows = read_mot_rows(gt, min_columns=6)
+    if person_of:
+        rows = join_people(rows, person_of)
     if rows.shape[1] > 6:
         rows = rows[rows[:, 6] != 0]  # MOT gt "consider" flag: 0 marks ignore regions
     if box_filter.min_visibility is not None:
@@ -111,9 +118,11 @@ def split_identities(track_ids: list[int], test_fraction: float, rng: np.random.
 
 
 def plan_source(
-    video: Path, gt: Path, first_pid: int, args: argparse.Namespace, rng: np.random.Generator
+    video: Path, gt: Path, first_pid: int, args: argparse.Namespace, rng: np.random.Generator,
+    person_of: dict[int, int] | None = None,
 ) -> SourcePlan:
-    tracks = boxes_by_track(gt, video_size(video), BoxFilter(args.min_height, args.min_width, args.min_visibility))
+    tracks = boxes_by_track(gt, video_size(video), BoxFilter(args.min_height, args.min_width, args.min_visibility),
+                            person_of)
     tracklets_of: dict[int, list[tuple[int, list]]] = {}
     for tid, items in tracks.items():
         parts = [(cam, p) for cam, seg in enumerate(split_in_time(items, args.segments), 1) for p in chop(seg, MAX_TRACKLET_FRAMES)]
@@ -180,8 +189,9 @@ def make_dataset(args: argparse.Namespace) -> Path:
     rng = np.random.default_rng(args.seed)
     plans: list[SourcePlan] = []
     next_pid = 1
+    people = people_by_gt(args.people, args.gt)
     for video, gt in zip(args.video, args.gt):
-        plans.append(plan_source(Path(video), Path(gt), next_pid, args, rng))
+        plans.append(plan_source(Path(video), Path(gt), next_pid, args, rng, people.get(gt)))
         next_pid += len(plans[-1].pid_of_track)
     for plan in plans:
         write_crops(plan, out, args.jpeg_quality)
@@ -197,6 +207,18 @@ def make_dataset(args: argparse.Namespace) -> Path:
         f"{len(query_rows(test_rows))} queries"
     )
     return out
+
+
+def people_by_gt(people_files: list[str], gts: list[str]) -> dict[str, dict[int, int]]:
+    """--gt path -> its people file's id map, for each --people (which must name one of the --gt files)."""
+    maps = {}
+    for path in people_files:
+        named = resolve_data_path(read_people(path).gt, data_root()).resolve()
+        gt = next((g for g in gts if Path(g).resolve() == named), None)
+        if gt is None:
+            raise SystemExit(f"error: --people {path}: names the ids of {named}, which is none of the --gt files")
+        maps[gt] = load_people(path, data_root(), Path(gt))
+    return maps
 
 
 def write_sources(path: Path, plans: list[SourcePlan]) -> None:
@@ -220,6 +242,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min-height", type=int, default=24, help="skip boxes lower than this (pixels, after clipping)")
     parser.add_argument("--min-width", type=int, default=8, help="skip boxes narrower than this (pixels, after clipping)")
     parser.add_argument("--min-visibility", type=float, default=None, help="drop gt boxes below this visibility (MOT16+ gt)")
+    parser.add_argument("--people", action="append", default=[],
+                        help="people file (configs/datasets/pets09_s2l1_people.yaml) of one --gt: the ids it gives one "
+                             "person who comes back are one identity")
     parser.add_argument("--jpeg-quality", type=int, default=95)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -242,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         make_dataset(args)
-    except MOTFormatError as err:
+    except (MOTFormatError, ConfigError) as err:
         raise SystemExit(f"error: {err}") from None
     return 0
 

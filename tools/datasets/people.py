@@ -34,13 +34,17 @@ class PeopleFile:
 def load_people(path: str | Path, root: Path, gt: Path | None = None) -> dict[int, int]:
     """gt id -> person id (the first id of its group) for the grouped ids, checked against the ground truth.
     ``gt``, when given, is the ground truth the caller joins: it must be the file the people file names."""
-    people = build_dataclass(PeopleFile, read_yaml(path), str(path))
+    people = read_people(path)
     source = resolve_data_path(people.gt, root)
     if gt is not None and Path(gt).resolve() != source.resolve():
         raise ConfigError(f"{path}: names the ids of {source}, not of {gt}")
     rows = read_mot_rows(source)
     check_groups(people.same_person, rows, str(path))
     return {identity: group[0] for group in people.same_person for identity in group}
+
+
+def read_people(path: str | Path) -> PeopleFile:
+    return build_dataclass(PeopleFile, read_yaml(path), str(path))
 
 
 def check_groups(groups: list[list[int]], rows: np.ndarray, source: str) -> None:
@@ -82,7 +86,7 @@ def draw_montage(path: str | Path, root: Path, out: Path, crops: int = 7) -> Non
     """One row of crops per listed id (spread over its frames), groups one under the other, for checking by eye."""
     import cv2
 
-    people = build_dataclass(PeopleFile, read_yaml(path), str(path))
+    people = read_people(path)
     gt_path = resolve_data_path(people.gt, root)
     rows = read_mot_rows(gt_path)
     videos = sorted(gt_path.parent.parent.glob("*.avi")) + sorted(gt_path.parent.parent.glob("*.mp4"))
