@@ -13,7 +13,7 @@ Two stages:
           these features gives the offline pass), and per pair of overlapping views the reprojection errors of
           tracklet pairs of the same and of different people (view_pair_errors, bins PAIR_ERROR_EDGES); where the
           scene has mtmc_gt_people.txt (a source that gives a person who comes back a new id), "people" holds
-          the run's scores with one id per person (tools/datasets/people.py)
+          the run's scores with one id per person (tools/datasets/people.py), and its oracle ceiling
 With the settings of the recorded run the replay gives that run's global ids exactly (tests/test_pipeline.py).
 
     mtmc lab --config configs/demo.yaml --scene runs/demo/cameras --detector mot \
@@ -50,7 +50,7 @@ from pipeline.motio import read_mot_rows, rows_by_frame
 from pipeline.sinks import mtmc_lines
 from pipeline.tracklets import Tracklet
 from reid.model_store import best_model_file
-from tools.datasets.people import people_gt
+from tools.datasets.people import people_gt, scene_person_of
 from tools.evaluation import evaluate_mtmc
 from trackers.geometry import iou_matrix
 
@@ -241,9 +241,10 @@ def gt_metric_score(record: Record, tracklets, observations, labels, config, cam
     return {"mtmc_idf1": scores[best], "metric_threshold": best}
 
 
-def evaluate(tracklets, ids, cameras, scene: Path, out: Path) -> dict[str, float]:
+def evaluate(tracklets, ids, cameras, scene: Path, out: Path, gt: Path | None = None) -> dict[str, float]:
+    """Scores of ``ids`` against ``gt`` (default: the scene's mtmc_gt.txt)."""
     write_mtmc(tracklets, ids, cameras, out)
-    return {**idf1_scores(evaluate_mtmc(scene / "mtmc_gt.txt", out)), "identities": len(set(ids.values()))}
+    return {**idf1_scores(evaluate_mtmc(gt or scene / "mtmc_gt.txt", out)), "identities": len(set(ids.values()))}
 
 
 def idf1_scores(metrics: dict) -> dict[str, float]:
@@ -350,7 +351,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                "metric_separation": metric_separation(observations, labels, config)}
     people = people_gt(scene)
     if people is not None:  # the source gave a person who came back a new id: scored with those joined too
-        result["people"] = idf1_scores(evaluate_mtmc(people, cache / "mtmc.txt"))
+        person_of = scene_person_of(scene)
+        oracle = oracle_ids(tracklets, [person_of.get(label, label) for label in labels])
+        result["people"] = {**idf1_scores(evaluate_mtmc(people, cache / "mtmc.txt")),
+                            "oracle_mtmc_idf1": evaluate(tracklets, oracle, scene_cameras, scene,
+                                                         cache / "oracle_people.txt", people)["mtmc_idf1"]}
     print(json.dumps(result))
     return 0
 

@@ -82,6 +82,18 @@ def people_gt(scene: Path) -> Path | None:
     return path if path.is_file() else None
 
 
+def scene_person_of(scene: Path) -> dict[int, int]:
+    """gt id -> person id as the scene's mtmc_gt_people.txt joined them (row for row with mtmc_gt.txt); {} without."""
+    people = people_gt(scene)
+    if people is None:
+        return {}
+    ids = read_mot_rows(Path(scene) / "mtmc_gt.txt", min_columns=9)[:, 1]
+    persons = read_mot_rows(people, min_columns=9)[:, 1]
+    if len(ids) != len(persons):
+        raise MOTFormatError(f"{people}: {len(persons)} rows, but {Path(scene) / 'mtmc_gt.txt'} has {len(ids)}")
+    return {int(i): int(p) for i, p in zip(ids, persons) if i != p}
+
+
 def draw_montage(path: str | Path, root: Path, out: Path, crops: int = 7) -> None:
     """One row of crops per listed id (spread over its frames), groups one under the other, for checking by eye."""
     import cv2
