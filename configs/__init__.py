@@ -54,7 +54,8 @@ def cache_root() -> Path:
 
 
 def resolve_data_path(path: str, root: Path) -> Path:
-    """A dataset path as configs give it: relative paths are under the data root ``root``."""
+    """A path as configs give it: relative paths are under ``root`` (the data root, or for files that ship with
+    the configs, REPO_ROOT)."""
     candidate = Path(path)
     return candidate if candidate.is_absolute() else root / candidate
 

@@ -145,3 +145,24 @@ def test_the_montage_shows_a_row_of_crops_for_every_id_of_every_group(tmp_path):
     rows_of_crops = (image.shape[0] - 12 * len(groups)) / 200
     assert rows_of_crops == sum(len(group) for group in groups)
     assert image[:200, 60:].std() > 20  # crops, not blank tiles
+
+
+@pytest.mark.parametrize("content", ["gt: mot15/PETS09-S2L1/gt/gt.txt\n", "same_person: [[19, 1]]\n",
+                                     "gt: mot15/PETS09-S2L1/gt/gt.txt\nsame_person: null\n", ""],
+                         ids=["no groups", "no gt", "null groups", "empty"])
+def test_a_people_file_without_its_keys_is_an_error_naming_it(tmp_path, content):
+    (tmp_path / "people.yaml").write_text(content)
+    with pytest.raises(ConfigError, match=r"people.yaml: expected 'gt: <MOT gt file>' and 'same_person:"):
+        load_people(tmp_path / "people.yaml", data_root())
+
+
+def test_a_people_gt_left_by_another_scene_is_refused_not_scored(scene, tmp_path):
+    from pipeline.motio import MOTFormatError
+    from tools.datasets.people import people_gt
+
+    shutil.copytree(scene, tmp_path / "other")
+    lines = (tmp_path / "other" / "mtmc_gt.txt").read_text().splitlines()
+    (tmp_path / "other" / "mtmc_gt.txt").write_text("\n".join(lines[:-1]) + "\n")  # another scene's gt
+    assert people_gt(scene) == scene / PEOPLE_GT
+    with pytest.raises(MOTFormatError, match="not the rows of .*mtmc_gt.txt with people's ids joined"):
+        people_gt(tmp_path / "other")

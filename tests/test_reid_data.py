@@ -186,7 +186,7 @@ PETS = data_root() / "mot15" / "PETS09-S2L1"
 @pytest.mark.skipif(not (PETS / "PETS09-S2L1.avi").is_file(), reason=f"real data absent: {PETS} (set MTMC_DATA)")
 def test_make_reid_data_makes_one_identity_of_a_person_who_comes_back(tmp_path):
     """PETS09's gt calls the man in the long black coat 19, and 1 once he is back (frame 224); with the people
-    file he is one identity, whose two time segments are his first visit and his return."""
+    file he is one identity (his boxes, visit and return, split into time segments as any track's)."""
     gt = tmp_path / "gt_first260.txt"
     lines = [l for l in (PETS / "gt" / "gt.txt").read_text().splitlines() if l and int(l.split(",")[0]) <= 260]
     gt.write_text("\n".join(lines) + "\n")

@@ -52,7 +52,8 @@ class MulticamConfig:
     min_visibility: float = 0.5  # fraction of a gt box inside the window for it to count in that camera
     fourcc: str = "mp4v"
     # where the source gt gives one person several ids (re-entries): a people file (tools/datasets/people.py),
-    # relative to the repository; adds mtmc_gt_people.txt with them joined
+    # relative to the folder that holds configs/ (the checkout, or the installed package, which ships
+    # configs/datasets/); adds mtmc_gt_people.txt with them joined
     people: str = ""
 
 
@@ -148,14 +149,17 @@ def people_of(config: MulticamConfig, root: Path) -> dict[int, int]:
     """gt id -> person id from the layout's people file ({} without one); it must name the layout's gt."""
     if not config.people:
         return {}
-    return load_people(resolve_data_path(config.people, REPO_ROOT), root, resolve_data_path(config.gt, root))
+    path = resolve_data_path(config.people, REPO_ROOT)
+    if not path.is_file():
+        raise ConfigError(f"people: {config.people}: no such file (relative paths are under {REPO_ROOT})")
+    return load_people(path, root, resolve_data_path(config.gt, root))
 
 
 def make_multicam(config: MulticamConfig, out_dir: Path, root: Path) -> list[dict]:
     """Write the cameras' videos and ground truth; returns one record per camera."""
+    person_of = people_of(config, root)
     images, fps = read_source(resolve_data_path(config.video, root), config.frames)
     gt = read_mot_rows(resolve_data_path(config.gt, root))
-    person_of = people_of(config, root)
     gt = gt[gt[:, 0] <= len(images)]
     height, width = images[0].shape[:2]
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -216,7 +216,9 @@ def people_by_gt(people_files: list[str], gts: list[str]) -> dict[str, dict[int,
         named = resolve_data_path(read_people(path).gt, data_root()).resolve()
         gt = next((g for g in gts if Path(g).resolve() == named), None)
         if gt is None:
-            raise SystemExit(f"error: --people {path}: names the ids of {named}, which is none of the --gt files")
+            raise ConfigError(f"--people {path}: names the ids of {named}, which is none of the --gt files")
+        if gt in maps:
+            raise ConfigError(f"--people {path}: a second people file for --gt {gt}")
         maps[gt] = load_people(path, data_root(), Path(gt))
     return maps
 

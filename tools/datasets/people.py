@@ -38,19 +38,25 @@ def load_people(path: str | Path, root: Path, gt: Path | None = None) -> dict[in
     source = resolve_data_path(people.gt, root)
     if gt is not None and Path(gt).resolve() != source.resolve():
         raise ConfigError(f"{path}: names the ids of {source}, not of {gt}")
-    rows = read_mot_rows(source)
+    try:
+        rows = read_mot_rows(source)
+    except MOTFormatError as err:
+        raise ConfigError(f"{path}: gt: {err}") from None
     check_groups(people.same_person, rows, str(path))
     return {identity: group[0] for group in people.same_person for identity in group}
 
 
 def read_people(path: str | Path) -> PeopleFile:
-    return build_dataclass(PeopleFile, read_yaml(path), str(path))
+    values = read_yaml(path)
+    if not isinstance(values.get("gt"), str) or not isinstance(values.get("same_person"), list):
+        raise ConfigError(f"{path}: expected 'gt: <MOT gt file>' and 'same_person: [[id, id, ...], ...]'")
+    return build_dataclass(PeopleFile, values, str(path))
 
 
 def check_groups(groups: list[list[int]], rows: np.ndarray, source: str) -> None:
     """Each group: two or more ids of the ground truth, in no other group, never two of them in one frame."""
     frames = {int(i): set(rows[rows[:, 1] == i, 0].astype(int)) for i in np.unique(rows[:, 1])}
-    seen: set[int] = set()
+    group_of: dict[int, int] = {}
     for number, group in enumerate(groups):
         where = f"{source}: same_person[{number}] {group}"
         if not isinstance(group, list) or len(group) < 2 or not all(type(i) is int for i in group):
@@ -58,15 +64,18 @@ def check_groups(groups: list[list[int]], rows: np.ndarray, source: str) -> None
         unknown = [i for i in group if i not in frames]
         if unknown:
             raise ConfigError(f"{where}: id(s) {unknown} are not in the ground truth")
-        if seen & set(group) or len(set(group)) < len(group):
-            raise ConfigError(f"{where}: id(s) {sorted(seen & set(group)) or group} listed twice")
+        if len(set(group)) < len(group):
+            raise ConfigError(f"{where}: an id listed twice")
+        earlier = sorted(i for i in group if i in group_of)
+        if earlier:
+            raise ConfigError(f"{where}: id(s) {earlier} listed twice (also in same_person[{group_of[earlier[0]]}])")
         for position, first in enumerate(group):
             for second in group[position + 1:]:
                 together = frames[first] & frames[second]
                 if together:
                     raise ConfigError(f"{where}: ids {first} and {second} are both in frame {min(together)}, "
                                       "so they are two people")
-        seen |= set(group)
+        group_of.update({i: number for i in group})
 
 
 def join_people(rows: np.ndarray, person_of: dict[int, int]) -> np.ndarray:
@@ -77,21 +86,30 @@ def join_people(rows: np.ndarray, person_of: dict[int, int]) -> np.ndarray:
 
 
 def people_gt(scene: Path) -> Path | None:
-    """The scene's one-id-per-person MTMC ground truth, where its source gives a person several ids."""
+    """The scene's one-id-per-person MTMC ground truth, where its source gives a person several ids; it must be
+    the scene's mtmc_gt.txt row for row but the ids (not a file left by another scene)."""
     path = Path(scene) / PEOPLE_GT
-    return path if path.is_file() else None
+    if path.is_file():
+        _rows_by_id(scene)
+        return path
+    return None
 
 
 def scene_person_of(scene: Path) -> dict[int, int]:
-    """gt id -> person id as the scene's mtmc_gt_people.txt joined them (row for row with mtmc_gt.txt); {} without."""
-    people = people_gt(scene)
-    if people is None:
+    """gt id -> person id as the scene's mtmc_gt_people.txt joined them; {} without one."""
+    if not (Path(scene) / PEOPLE_GT).is_file():
         return {}
-    ids = read_mot_rows(Path(scene) / "mtmc_gt.txt", min_columns=9)[:, 1]
-    persons = read_mot_rows(people, min_columns=9)[:, 1]
-    if len(ids) != len(persons):
-        raise MOTFormatError(f"{people}: {len(persons)} rows, but {Path(scene) / 'mtmc_gt.txt'} has {len(ids)}")
+    ids, persons = _rows_by_id(scene)
     return {int(i): int(p) for i, p in zip(ids, persons) if i != p}
+
+
+def _rows_by_id(scene: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The id columns of mtmc_gt.txt and mtmc_gt_people.txt, checked to be the same rows otherwise."""
+    ids, people = (read_mot_rows(Path(scene) / name, min_columns=7) for name in ("mtmc_gt.txt", PEOPLE_GT))
+    if ids.shape != people.shape or not np.array_equal(np.delete(ids, 1, axis=1), np.delete(people, 1, axis=1)):
+        raise MOTFormatError(f"{Path(scene) / PEOPLE_GT}: not the rows of {Path(scene) / 'mtmc_gt.txt'} with "
+                             "people's ids joined (left from another scene? make the scene again)")
+    return ids[:, 1], people[:, 1]
 
 
 def draw_montage(path: str | Path, root: Path, out: Path, crops: int = 7) -> None:
@@ -117,9 +135,12 @@ def draw_montage(path: str | Path, root: Path, out: Path, crops: int = 7) -> Non
         frame += 1
         if not ok:
             break
+        height, width = image.shape[:2]
         for identity, slot, (x, y, w, h) in by_frame.get(frame, []):
-            crop = image[max(int(y), 0):max(int(y + h), 1), max(int(x), 0):max(int(x + w), 1)]
-            tiles[identity, slot] = cv2.resize(crop, (80, 200))
+            x1, y1 = min(max(int(x), 0), width), min(max(int(y), 0), height)
+            crop = image[y1:min(int(y + h), height), x1:min(int(x + w), width)]
+            if crop.size:  # a box outside the frame keeps its blank tile
+                tiles[identity, slot] = cv2.resize(crop, (80, 200))
     blank = np.zeros((200, 80, 3), np.uint8)
     lines = []
     for group in people.same_person:
