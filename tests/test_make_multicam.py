@@ -163,6 +163,6 @@ def test_a_people_gt_left_by_another_scene_is_refused_not_scored(scene, tmp_path
     shutil.copytree(scene, tmp_path / "other")
     lines = (tmp_path / "other" / "mtmc_gt.txt").read_text().splitlines()
     (tmp_path / "other" / "mtmc_gt.txt").write_text("\n".join(lines[:-1]) + "\n")  # another scene's gt
-    assert people_gt(scene) == scene / PEOPLE_GT
+    assert people_gt(scene).gt == scene / PEOPLE_GT
     with pytest.raises(MOTFormatError, match="not the rows of .*mtmc_gt.txt with people's ids joined"):
         people_gt(tmp_path / "other")

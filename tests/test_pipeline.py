@@ -25,7 +25,7 @@ from pipeline.config import AssociationConfig, TrackletConfig, load_pipeline_con
 from pipeline.motio import read_mot_rows
 from pipeline.runner import MultiCameraPipeline, default_embedder, engine_threads
 from pipeline.tracklets import TrackletBuffer
-from tools.datasets.people import scene_person_of
+from tools.datasets.people import people_gt
 from tools.evaluation import evaluate_mtmc
 from tools.make_multicam import load_config, make_multicam
 
@@ -176,7 +176,7 @@ def test_a_person_who_leaves_the_view_and_comes_back_keeps_their_global_id(embed
     (tmp_path / "layout.yaml").write_text(yaml.safe_dump(layout))
     scene = tmp_path / "scene"
     make_multicam(load_config(tmp_path / "layout.yaml"), scene, data_root())
-    assert scene_person_of(scene) == {1: 19, 14: 15}  # the returns in these frames, under the earlier id
+    assert people_gt(scene).person_of == {1: 19, 14: 15}  # the returns in these frames, under the earlier id
     run_scene(scene, tmp_path / "run", ["view1"], embedder, max_frames=260)
     ids = {gt_id: global_id for gt_id, (global_id, boxes) in main_ids(tmp_path / "run", scene, "view1").items()
            if boxes >= 10}

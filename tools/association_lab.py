@@ -50,7 +50,7 @@ from pipeline.motio import read_mot_rows, rows_by_frame
 from pipeline.sinks import mtmc_lines
 from pipeline.tracklets import Tracklet
 from reid.model_store import best_model_file
-from tools.datasets.people import people_gt, scene_person_of
+from tools.datasets.people import people_gt
 from tools.evaluation import evaluate_mtmc
 from trackers.geometry import iou_matrix
 
@@ -351,11 +351,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                "metric_separation": metric_separation(observations, labels, config)}
     people = people_gt(scene)
     if people is not None:  # the source gave a person who came back a new id: scored with those joined too
-        person_of = scene_person_of(scene)
-        oracle = oracle_ids(tracklets, [person_of.get(label, label) for label in labels])
-        result["people"] = {**idf1_scores(evaluate_mtmc(people, cache / "mtmc.txt")),
+        oracle = oracle_ids(tracklets, [people.person_of.get(label, label) for label in labels])
+        result["people"] = {**idf1_scores(evaluate_mtmc(people.gt, cache / "mtmc.txt")),
                             "oracle_mtmc_idf1": evaluate(tracklets, oracle, scene_cameras, scene,
-                                                         cache / "oracle_people.txt", people)["mtmc_idf1"]}
+                                                         cache / "oracle_people.txt", people.gt)["mtmc_idf1"]}
     print(json.dumps(result))
     return 0
 

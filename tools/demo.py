@@ -47,7 +47,7 @@ def run_demo(data: Path, out: Path, frames: int, config: Path, layout: Path) -> 
     summary = MultiCameraPipeline(load_pipeline_config(config, overrides)).run(sources)
     metrics = evaluate_mtmc(cameras_dir / "mtmc_gt.txt", out / "pipeline" / "mtmc.txt")
     people = people_gt(cameras_dir)
-    people_metrics = None if people is None else evaluate_mtmc(people, out / "pipeline" / "mtmc.txt")
+    people_metrics = None if people is None else evaluate_mtmc(people.gt, out / "pipeline" / "mtmc.txt")
     return {"summary": summary, "metrics": metrics, "people_metrics": people_metrics}
 
 

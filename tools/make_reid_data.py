@@ -219,7 +219,7 @@ def people_by_gt(people_files: list[str], gts: list[str]) -> dict[str, dict[int,
             raise ConfigError(f"--people {path}: names the ids of {named}, which is none of the --gt files")
         if gt in maps:
             raise ConfigError(f"--people {path}: a second people file for --gt {gt}")
-        maps[gt] = load_people(path, data_root(), Path(gt))
+        maps[gt] = load_people(path, data_root())
     return maps
 
 

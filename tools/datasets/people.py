@@ -15,6 +15,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -85,31 +86,22 @@ def join_people(rows: np.ndarray, person_of: dict[int, int]) -> np.ndarray:
     return joined
 
 
-def people_gt(scene: Path) -> Path | None:
+class ScenePeople(NamedTuple):
+    gt: Path  # the scene's mtmc_gt_people.txt
+    person_of: dict[int, int]  # gt id -> person id, for the ids it joined
+
+
+def people_gt(scene: Path) -> ScenePeople | None:
     """The scene's one-id-per-person MTMC ground truth, where its source gives a person several ids; it must be
     the scene's mtmc_gt.txt row for row but the ids (not a file left by another scene)."""
     path = Path(scene) / PEOPLE_GT
-    if path.is_file():
-        _rows_by_id(scene)
-        return path
-    return None
-
-
-def scene_person_of(scene: Path) -> dict[int, int]:
-    """gt id -> person id as the scene's mtmc_gt_people.txt joined them; {} without one."""
-    if not (Path(scene) / PEOPLE_GT).is_file():
-        return {}
-    ids, persons = _rows_by_id(scene)
-    return {int(i): int(p) for i, p in zip(ids, persons) if i != p}
-
-
-def _rows_by_id(scene: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The id columns of mtmc_gt.txt and mtmc_gt_people.txt, checked to be the same rows otherwise."""
+    if not path.is_file():
+        return None
     ids, people = (read_mot_rows(Path(scene) / name, min_columns=7) for name in ("mtmc_gt.txt", PEOPLE_GT))
     if ids.shape != people.shape or not np.array_equal(np.delete(ids, 1, axis=1), np.delete(people, 1, axis=1)):
-        raise MOTFormatError(f"{Path(scene) / PEOPLE_GT}: not the rows of {Path(scene) / 'mtmc_gt.txt'} with "
-                             "people's ids joined (left from another scene? make the scene again)")
-    return ids[:, 1], people[:, 1]
+        raise MOTFormatError(f"{path}: not the rows of {Path(scene) / 'mtmc_gt.txt'} with people's ids joined "
+                             "(left from another scene? make the scene again)")
+    return ScenePeople(path, {int(i): int(p) for i, p in zip(ids[:, 1], people[:, 1]) if i != p})
 
 
 def draw_montage(path: str | Path, root: Path, out: Path, crops: int = 7) -> None:
